@@ -1,0 +1,173 @@
+//! Configuration errors.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// An invalid configuration, reported when the layer is built.
+///
+/// Every message names the setting at fault and what to do about it. None
+/// contains a key, not even part of one.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A configured key could not be sent by any client unchanged.
+    InvalidKey {
+        /// Where the key came from, such as `ADMIN_API_KEY` or ``key `ci` ``.
+        setting: String,
+        /// What is wrong with it.
+        problem: KeyProblem,
+    },
+    /// A key name is empty, too long, or not visible ASCII.
+    InvalidKeyName {
+        /// The rejected name.
+        name: String,
+    },
+    /// Two keys share a name.
+    DuplicateKeyName {
+        /// The name used twice.
+        name: String,
+    },
+    /// An environment variable holds bytes that are not valid UTF-8.
+    EnvNotUnicode {
+        /// The variable's name.
+        var: String,
+    },
+    /// Both `VAR` and `VAR_FILE` are set, so the key to use is ambiguous.
+    EnvConflict {
+        /// The variable's name, without the `_FILE` suffix.
+        var: String,
+    },
+    /// A key file could not be read.
+    KeyFileRead {
+        /// The setting that named the file.
+        setting: String,
+        /// The file's path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A key file is empty, or holds only a line break.
+    KeyFileEmpty {
+        /// The setting that named the file.
+        setting: String,
+        /// The file's path.
+        path: PathBuf,
+    },
+    /// The credential header name is not a valid HTTP header name.
+    InvalidHeaderName {
+        /// The rejected name.
+        name: String,
+    },
+    /// An exempt path is not one that the layer can match safely.
+    InvalidExemptPath {
+        /// The rejected path.
+        path: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// [`ApiKeyLayerBuilder::require_key`](crate::ApiKeyLayerBuilder::require_key)
+    /// was set, but no key is configured.
+    KeyRequired {
+        /// The settings that were checked.
+        settings: Vec<String>,
+    },
+}
+
+/// What makes a configured key unusable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyProblem {
+    /// The key is empty.
+    Empty,
+    /// The key starts or ends with whitespace, which HTTP strips from
+    /// header values.
+    SurroundingWhitespace,
+    /// The key contains a control character.
+    ControlCharacter,
+    /// The key contains a space or a byte outside visible ASCII.
+    NotVisibleAscii,
+}
+
+impl fmt::Display for KeyProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Empty => "is empty",
+            Self::SurroundingWhitespace => {
+                "starts or ends with whitespace, which clients and proxies strip from header values"
+            }
+            Self::ControlCharacter => "contains a control character",
+            Self::NotVisibleAscii => {
+                "contains a space or a character outside visible ASCII (0x21 to 0x7E)"
+            }
+        })
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidKey { setting, problem } => write!(
+                f,
+                "{setting}: the API key {problem}; use a random key of visible ASCII characters \
+                 such as the output of `openssl rand -hex 32`"
+            ),
+            Self::InvalidKeyName { name } => write!(
+                f,
+                "invalid key name {name:?}: use 1 to 128 visible ASCII characters"
+            ),
+            Self::DuplicateKeyName { name } => write!(
+                f,
+                "the key name {name:?} is used twice; give each key its own name"
+            ),
+            Self::EnvNotUnicode { var } => write!(
+                f,
+                "{var}: the value is not valid UTF-8; set it to a key of visible ASCII characters"
+            ),
+            Self::EnvConflict { var } => {
+                write!(f, "{var} and {var}_FILE are both set; set only one of them")
+            }
+            Self::KeyFileRead {
+                setting,
+                path,
+                source,
+            } => write!(
+                f,
+                "{setting}: cannot read the key file {}: {source}",
+                path.display()
+            ),
+            Self::KeyFileEmpty { setting, path } => write!(
+                f,
+                "{setting}: the key file {} is empty; write the key into it, or unset {setting}",
+                path.display()
+            ),
+            Self::InvalidHeaderName { name } => write!(
+                f,
+                "invalid credential header name {name:?}: use a valid HTTP header name such as X-API-Key"
+            ),
+            Self::InvalidExemptPath { path, reason } => {
+                write!(f, "invalid exempt path {path:?}: {reason}")
+            }
+            Self::KeyRequired { settings } => {
+                if settings.is_empty() {
+                    write!(f, "an API key is required, but none is configured")
+                } else {
+                    write!(
+                        f,
+                        "an API key is required, but none is configured; set {}",
+                        settings.join(" or ")
+                    )
+                }
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::KeyFileRead { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
