@@ -1,16 +1,19 @@
 //! The builder that validates a configuration and logs it once.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use http::HeaderName;
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderName, Response};
 
-use crate::env;
+use crate::credential::Sources;
 use crate::error::ConfigError;
 use crate::exempt::ExemptPaths;
-use crate::key::{self, KeyName, KeySet, RECOMMENDED_MIN_LEN};
+use crate::key::{KeyName, KeySet, KeySetHandle, RECOMMENDED_MIN_LEN};
 use crate::layer::{ApiKeyLayer, Settings};
-use crate::rejection::DefaultRejection;
+use crate::rejection::{DefaultRejection, RejectFn, Rejecter, RejectionReason};
 
 /// The header that carries the key unless configured otherwise.
 pub(crate) const DEFAULT_HEADER: &str = "X-API-Key";
@@ -47,17 +50,23 @@ pub(crate) const DEFAULT_KEY_NAME: &str = "default";
 #[derive(Clone, Default)]
 pub struct ApiKeyLayerBuilder {
     keys: Vec<KeySource>,
-    key_set: Option<KeySet>,
     header: Option<String>,
+    bearer: bool,
+    query_param: Option<String>,
     exempt: Vec<Exempt>,
+    allow_cors_preflight: bool,
     strip_credential: bool,
     require_key: bool,
+    realm: Option<String>,
+    rejection: Option<Arc<RejectFn>>,
 }
 
 #[derive(Clone)]
 enum KeySource {
     Literal { name: String, secret: String },
     Env { name: String, var: String },
+    File(PathBuf),
+    Set(KeySet),
 }
 
 #[derive(Debug, Clone)]
@@ -114,7 +123,14 @@ impl ApiKeyLayerBuilder {
 
     /// Adds every key of a prepared [`KeySet`].
     pub fn key_set(mut self, keys: KeySet) -> Self {
-        self.key_set = Some(keys);
+        self.keys.push(KeySource::Set(keys));
+        self
+    }
+
+    /// Adds every key of a key file; see [`KeySet::from_file`] for the
+    /// format. The file is read by [`build`](Self::build).
+    pub fn key_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.keys.push(KeySource::File(path.into()));
         self
     }
 
@@ -124,6 +140,30 @@ impl ApiKeyLayerBuilder {
     /// written as given in rejection messages.
     pub fn header_name(mut self, name: impl Into<String>) -> Self {
         self.header = Some(name.into());
+        self
+    }
+
+    /// Also accepts the key as `Authorization: Bearer <key>`. Off by
+    /// default.
+    ///
+    /// The scheme is matched case-insensitively and the token exactly. A
+    /// request that sends the key header and a bearer token with different
+    /// values is rejected as ambiguous; other `Authorization` schemes are
+    /// ignored.
+    pub fn bearer(mut self, accept: bool) -> Self {
+        self.bearer = accept;
+        self
+    }
+
+    /// Also accepts the key in the query parameter `name`, such as
+    /// `?api_key=...`. Off by default, and insecure: URLs, with their query,
+    /// end up in access logs, browser history and `Referer` headers, so the
+    /// key leaks. [`build`](Self::build) logs a warning when this is set.
+    ///
+    /// The value is percent-decoded before it is compared. The parameter
+    /// name may contain ASCII letters, digits, `-`, `_`, `.` and `~`.
+    pub fn insecure_query_param(mut self, name: impl Into<String>) -> Self {
+        self.query_param = Some(name.into());
         self
     }
 
@@ -145,6 +185,57 @@ impl ApiKeyLayerBuilder {
     /// to a path outside the prefix.
     pub fn exempt_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.exempt.push(Exempt::Prefix(prefix.into()));
+        self
+    }
+
+    /// Lets CORS preflight requests through without a key. Off by default.
+    ///
+    /// A preflight is an `OPTIONS` request with both an `Origin` and an
+    /// `Access-Control-Request-Method` header; browsers never send
+    /// credentials on it. Set this only when a CORS layer sits inside this
+    /// one and must answer preflights; with the CORS layer outside, as
+    /// recommended, it answers them before they reach this layer. Any other
+    /// `OPTIONS` request is checked like a `GET`.
+    pub fn allow_cors_preflight(mut self, allow: bool) -> Self {
+        self.allow_cors_preflight = allow;
+        self
+    }
+
+    /// Sets the realm of the default rejection's challenge:
+    /// `WWW-Authenticate: ApiKey realm="<realm>"`.
+    ///
+    /// The realm may contain visible ASCII and spaces, but no `"` or `\`.
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = Some(realm.into());
+        self
+    }
+
+    /// Replaces the default rejection with a response of your own.
+    ///
+    /// The function receives why the request was rejected and the rejected
+    /// request's head. The inner service is still never called.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http::{Response, StatusCode};
+    /// use tower_api_key::{ApiKeyLayer, RejectionReason};
+    ///
+    /// let layer = ApiKeyLayer::builder()
+    ///     .key("0123456789abcdef0123")
+    ///     .rejection(|reason: RejectionReason, _request: &http::request::Parts| {
+    ///         let mut response = Response::new(Bytes::from(format!("no entry: {reason}")));
+    ///         *response.status_mut() = StatusCode::FORBIDDEN;
+    ///         response
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
+    pub fn rejection<F>(mut self, reject: F) -> Self
+    where
+        F: Fn(RejectionReason, &Parts) -> Response<Bytes> + Send + Sync + 'static,
+    {
+        self.rejection = Some(Arc::new(reject));
         self
     }
 
@@ -183,6 +274,13 @@ impl ApiKeyLayerBuilder {
             }
         })?;
 
+        if let Some(param) = &self.query_param {
+            check_query_param(param)?;
+        }
+        if let Some(realm) = &self.realm {
+            check_realm(realm)?;
+        }
+
         let mut exempt = ExemptPaths::default();
         for entry in &self.exempt {
             match entry {
@@ -193,56 +291,117 @@ impl ApiKeyLayerBuilder {
 
         let (keys, checked) = self.collect_keys()?;
 
-        let settings = if keys.is_empty() {
+        if keys.is_empty() {
             if self.require_key {
                 return Err(ConfigError::KeyRequired { settings: checked });
             }
             log_disabled(&checked);
-            Settings::disabled()
-        } else {
-            log_enabled(header_display, &keys, &exempt);
-            Settings {
-                keys: Some(keys),
-                rejection: DefaultRejection::new(header_display),
-                header,
-                exempt,
-                strip_credential: self.strip_credential,
-            }
-        };
+            return Ok(ApiKeyLayer::from_settings(Arc::new(Settings::disabled())));
+        }
 
+        let sources = Sources {
+            header,
+            bearer: self.bearer,
+            query: self.query_param.as_deref().map(Into::into),
+        };
+        let description = describe_sources(header_display, &sources);
+        log_enabled(&description, &keys, &exempt);
+        if let Some(param) = &sources.query {
+            tracing::warn!(
+                param = &**param,
+                "API keys are also accepted in the query parameter `{param}`; \
+                 URLs end up in access logs and browser history, so keys sent this way leak"
+            );
+        }
+
+        let rejecter = match self.rejection {
+            Some(reject) => Rejecter::Custom(reject),
+            None => Rejecter::Default(DefaultRejection::new(&description, self.realm.as_deref())),
+        };
+        let settings = Settings {
+            keys: Some(KeySetHandle::new(keys)),
+            sources,
+            exempt,
+            allow_cors_preflight: self.allow_cors_preflight,
+            strip_credential: self.strip_credential,
+            rejecter,
+        };
         Ok(ApiKeyLayer::from_settings(Arc::new(settings)))
     }
 
     /// Resolves every key source. Returns the keys found and the settings
     /// that were looked at, for the message when none holds a key.
     fn collect_keys(&self) -> Result<(KeySet, Vec<String>), ConfigError> {
-        let mut keys = self.key_set.clone().unwrap_or_default();
+        let mut keys = KeySet::new();
         let mut checked = Vec::new();
 
         for source in &self.keys {
-            let (name, secret, setting) = match source {
+            match source {
                 KeySource::Literal { name, secret } => {
-                    (name, secret.clone(), format!("key `{name}`"))
+                    // A blank literal key is "no key", like a blank variable.
+                    if secret.trim().is_empty() {
+                        continue;
+                    }
+                    let name = KeyName::new(name.clone())?;
+                    let setting = format!("key `{name}`");
+                    keys.insert_checked(name, &setting, secret, None)?;
                 }
                 KeySource::Env { name, var } => {
                     checked.push(format!("{var} or {var}_FILE"));
-                    match env::read_key(var)? {
-                        Some(found) => (name, found.secret, found.setting),
-                        None => continue,
-                    }
+                    keys.insert_from_env(name.clone(), var)?;
                 }
-            };
-
-            // A blank literal key is "no key", like a blank variable.
-            if secret.trim().is_empty() {
-                continue;
+                KeySource::File(path) => {
+                    keys.merge(KeySet::from_file(path)?)?;
+                }
+                KeySource::Set(set) => {
+                    keys.merge(set.clone())?;
+                }
             }
-
-            let name = KeyName::new(name.clone())?;
-            key::check_secret(&setting, &secret)?;
-            keys.push(name, secret)?;
         }
         Ok((keys, checked))
+    }
+}
+
+/// Names where the key may be sent, for rejection details and logs.
+fn describe_sources(header: &str, sources: &Sources) -> String {
+    let mut description = format!("the {header} header");
+    if sources.bearer {
+        description.push_str(" or as an Authorization: Bearer token");
+    }
+    if let Some(param) = &sources.query {
+        description.push_str(&format!(" or in the {param} query parameter"));
+    }
+    description
+}
+
+/// Parameter names are restricted to URL-unreserved characters, so they
+/// match without decoding and need no escaping in messages.
+fn check_query_param(param: &str) -> Result<(), ConfigError> {
+    let valid = !param.is_empty()
+        && param
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte));
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::InvalidQueryParam {
+            name: param.to_owned(),
+        })
+    }
+}
+
+/// A realm becomes a quoted string in a header, so it may not contain
+/// quotes, backslashes or control characters.
+fn check_realm(realm: &str) -> Result<(), ConfigError> {
+    let valid = realm.bytes().all(|byte| {
+        (byte == b' ' || crate::key::is_visible_ascii(byte)) && byte != b'"' && byte != b'\\'
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::InvalidRealm {
+            realm: realm.to_owned(),
+        })
     }
 }
 
@@ -262,14 +421,16 @@ fn log_disabled(checked: &[String]) {
     }
 }
 
-fn log_enabled(header: &str, keys: &KeySet, exempt: &ExemptPaths) {
+fn log_enabled(sources: &str, keys: &KeySet, exempt: &ExemptPaths) {
     let exempt = exempt.describe();
+    let names: Vec<&str> = keys.names().map(KeyName::as_str).collect();
     tracing::info!(
-        header,
-        keys = keys.len(),
+        sources,
+        keys = names.len(),
+        names = ?names,
         exempt = ?exempt,
-        "API key authentication enabled: header {header}, {} key(s), exempt paths {exempt:?}",
-        keys.len(),
+        "API key authentication enabled: key in {sources}, {} key(s), exempt paths {exempt:?}",
+        names.len(),
     );
 
     for name in keys.short_keys() {
@@ -294,6 +455,8 @@ impl fmt::Debug for KeySource {
                 .field("name", name)
                 .field("var", var)
                 .finish(),
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+            Self::Set(set) => f.debug_tuple("Set").field(set).finish(),
         }
     }
 }
@@ -302,11 +465,15 @@ impl fmt::Debug for ApiKeyLayerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiKeyLayerBuilder")
             .field("keys", &self.keys)
-            .field("key_set", &self.key_set)
             .field("header", &self.header)
+            .field("bearer", &self.bearer)
+            .field("query_param", &self.query_param)
             .field("exempt", &self.exempt)
+            .field("allow_cors_preflight", &self.allow_cors_preflight)
             .field("strip_credential", &self.strip_credential)
             .field("require_key", &self.require_key)
+            .field("realm", &self.realm)
+            .field("rejection", &self.rejection.as_ref().map(|_| ".."))
             .finish()
     }
 }

@@ -54,10 +54,30 @@ pub enum ConfigError {
         /// The file's path.
         path: PathBuf,
     },
+    /// A line of a key file is malformed.
+    KeyFileLine {
+        /// The file's path.
+        path: PathBuf,
+        /// The line number, starting at 1.
+        line: usize,
+        /// What is wrong with the line.
+        problem: String,
+    },
     /// The credential header name is not a valid HTTP header name.
     InvalidHeaderName {
         /// The rejected name.
         name: String,
+    },
+    /// The query parameter name for keys is empty or contains characters
+    /// other than ASCII letters, digits, `-`, `_`, `.` and `~`.
+    InvalidQueryParam {
+        /// The rejected name.
+        name: String,
+    },
+    /// The realm contains a quote, a backslash or a control character.
+    InvalidRealm {
+        /// The rejected realm.
+        realm: String,
     },
     /// An exempt path is not one that the layer can match safely.
     InvalidExemptPath {
@@ -87,6 +107,10 @@ pub enum KeyProblem {
     ControlCharacter,
     /// The key contains a space or a byte outside visible ASCII.
     NotVisibleAscii,
+    /// The key starts with `sha256:` but the rest is not 64 hex digits.
+    InvalidDigest,
+    /// The key starts with `sha256:` but the `hashed-keys` feature is off.
+    HashedKeysDisabled,
 }
 
 impl fmt::Display for KeyProblem {
@@ -99,6 +123,12 @@ impl fmt::Display for KeyProblem {
             Self::ControlCharacter => "contains a control character",
             Self::NotVisibleAscii => {
                 "contains a space or a character outside visible ASCII (0x21 to 0x7E)"
+            }
+            Self::InvalidDigest => {
+                "starts with `sha256:` but is not followed by exactly 64 hex digits"
+            }
+            Self::HashedKeysDisabled => {
+                "is a `sha256:` digest, but the `hashed-keys` feature of tower-api-key is not enabled"
             }
         })
     }
@@ -141,9 +171,22 @@ impl fmt::Display for ConfigError {
                 "{setting}: the key file {} is empty; write the key into it, or unset {setting}",
                 path.display()
             ),
+            Self::KeyFileLine {
+                path,
+                line,
+                problem,
+            } => write!(f, "key file {}, line {line}: {problem}", path.display()),
             Self::InvalidHeaderName { name } => write!(
                 f,
                 "invalid credential header name {name:?}: use a valid HTTP header name such as X-API-Key"
+            ),
+            Self::InvalidQueryParam { name } => write!(
+                f,
+                "invalid query parameter name {name:?}: use ASCII letters, digits, `-`, `_`, `.` or `~`"
+            ),
+            Self::InvalidRealm { realm } => write!(
+                f,
+                "invalid realm {realm:?}: use visible ASCII and spaces, without `\"` or `\\`"
             ),
             Self::InvalidExemptPath { path, reason } => {
                 write!(f, "invalid exempt path {path:?}: {reason}")

@@ -7,10 +7,11 @@ use http::HeaderName;
 use tower_layer::Layer;
 
 use crate::builder::{ApiKeyLayerBuilder, DEFAULT_HEADER};
+use crate::credential::Sources;
 use crate::error::ConfigError;
 use crate::exempt::ExemptPaths;
-use crate::key::KeySet;
-use crate::rejection::DefaultRejection;
+use crate::key::KeySetHandle;
+use crate::rejection::{DefaultRejection, Rejecter};
 use crate::service::ApiKeyAuth;
 
 /// A [`Layer`] that requires an API key on every request to a non-exempt
@@ -54,21 +55,30 @@ pub struct ApiKeyLayer {
 /// Everything a service needs per request, fixed at construction.
 pub(crate) struct Settings {
     /// `None` when authentication is disabled.
-    pub(crate) keys: Option<KeySet>,
-    pub(crate) header: HeaderName,
+    pub(crate) keys: Option<KeySetHandle>,
+    pub(crate) sources: Sources,
     pub(crate) exempt: ExemptPaths,
+    pub(crate) allow_cors_preflight: bool,
     pub(crate) strip_credential: bool,
-    pub(crate) rejection: DefaultRejection,
+    pub(crate) rejecter: Rejecter,
 }
 
 impl Settings {
     pub(crate) fn disabled() -> Self {
         Self {
             keys: None,
-            header: HeaderName::from_static("x-api-key"),
+            sources: Sources {
+                header: HeaderName::from_static("x-api-key"),
+                bearer: false,
+                query: None,
+            },
             exempt: ExemptPaths::default(),
+            allow_cors_preflight: false,
             strip_credential: false,
-            rejection: DefaultRejection::new(DEFAULT_HEADER),
+            rejecter: Rejecter::Default(DefaultRejection::new(
+                &format!("the {DEFAULT_HEADER} header"),
+                None,
+            )),
         }
     }
 }
@@ -78,9 +88,11 @@ impl fmt::Debug for Settings {
         // `KeySet`'s own `Debug` prints names and redacts the keys.
         f.debug_struct("Settings")
             .field("keys", &self.keys)
-            .field("header", &self.header)
+            .field("sources", &self.sources)
             .field("exempt", &self.exempt.describe())
+            .field("allow_cors_preflight", &self.allow_cors_preflight)
             .field("strip_credential", &self.strip_credential)
+            .field("rejecter", &self.rejecter)
             .finish()
     }
 }
@@ -136,9 +148,17 @@ impl ApiKeyLayer {
         Self { settings }
     }
 
-    /// Returns `true` when at least one key is configured.
+    /// Returns `true` when authentication is enabled: at least one key was
+    /// configured.
     pub fn is_enabled(&self) -> bool {
         self.settings.keys.is_some()
+    }
+
+    /// Returns the handle through which the keys of this layer, and of every
+    /// service it built, can be replaced while they run. `None` when
+    /// authentication is disabled, which cannot be changed at run time.
+    pub fn key_set_handle(&self) -> Option<KeySetHandle> {
+        self.settings.keys.clone()
     }
 }
 

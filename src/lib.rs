@@ -89,6 +89,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
+mod credential;
 mod env;
 mod error;
 mod exempt;
@@ -101,7 +102,7 @@ mod service;
 pub use builder::ApiKeyLayerBuilder;
 pub use error::{ConfigError, KeyProblem};
 pub use future::{ResponseBody, ResponseFuture};
-pub use key::{KeyName, KeySet};
+pub use key::{KeyName, KeySet, KeySetHandle};
 pub use layer::ApiKeyLayer;
 pub use rejection::RejectionReason;
 pub use service::ApiKeyAuth;

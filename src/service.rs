@@ -4,12 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::Entry;
-use http::{HeaderMap, HeaderName, Request, Response};
+use http::header::{ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION, Entry, ORIGIN};
+use http::{HeaderMap, HeaderName, Method, Request, Response};
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
-use crate::key::{KeyName, KeySet};
 use crate::layer::{ApiKeyLayer, Settings};
 use crate::rejection::RejectionReason;
 
@@ -20,7 +19,7 @@ use crate::rejection::RejectionReason;
 /// 1. authentication disabled: forward;
 /// 2. the path is exempt: forward;
 /// 3. exactly one credential header whose value equals a configured key:
-///    insert the key's [`KeyName`] into the request extensions and forward;
+///    insert the key's [`KeyName`](crate::KeyName) into the request extensions and forward;
 /// 4. otherwise: answer `401 Unauthorized` with `WWW-Authenticate: ApiKey`
 ///    and never call the inner service.
 ///
@@ -77,63 +76,74 @@ where
             return ResponseFuture::forwarded(self.inner.call(request));
         };
 
-        if settings.exempt.is_exempt(request.uri().path()) {
+        if settings.exempt.is_exempt(request.uri().path())
+            || (settings.allow_cors_preflight && is_cors_preflight(&request))
+        {
             protect_credential(request.headers_mut(), settings);
             return ResponseFuture::forwarded(self.inner.call(request));
         }
 
-        let reason = match authenticate(request.headers(), &settings.header, keys) {
+        let verdict = settings
+            .sources
+            .extract(request.headers(), request.uri())
+            .and_then(|presented| keys.verify(&presented).ok_or(RejectionReason::Invalid));
+
+        match verdict {
             Ok(name) => {
-                let name = name.clone();
                 tracing::trace!(key = %name, "API key accepted");
                 protect_credential(request.headers_mut(), settings);
                 request.extensions_mut().insert(name);
-                return ResponseFuture::forwarded(self.inner.call(request));
+                ResponseFuture::forwarded(self.inner.call(request))
             }
-            Err(reason) => reason,
-        };
-
-        tracing::debug!(
-            method = %request.method(),
-            path = request.uri().path(),
-            reason = reason.as_str(),
-            "request rejected: API key {reason}",
-        );
-        ResponseFuture::rejected(settings.rejection.response(reason))
+            Err(reason) => {
+                tracing::debug!(
+                    method = %request.method(),
+                    path = request.uri().path(),
+                    reason = reason.as_str(),
+                    "request rejected: API key {reason}",
+                );
+                let (parts, _body) = request.into_parts();
+                ResponseFuture::rejected(settings.rejecter.respond(reason, &parts))
+            }
+        }
     }
 }
 
-/// Finds the one credential header and compares it with every key.
-///
-/// Two or more headers are rejected outright, because a proxy in front may
-/// have read a different one than this layer would.
-fn authenticate<'k>(
-    headers: &HeaderMap,
-    header: &HeaderName,
-    keys: &'k KeySet,
-) -> Result<&'k KeyName, RejectionReason> {
-    let mut values = headers.get_all(header).iter();
-    let value = values.next().ok_or(RejectionReason::Missing)?;
-    if values.next().is_some() {
-        return Err(RejectionReason::Ambiguous);
-    }
-
-    keys.verify(value.as_bytes())
-        .ok_or(RejectionReason::Invalid)
+/// A CORS preflight: `OPTIONS` with `Origin` and
+/// `Access-Control-Request-Method`, which browsers send without
+/// credentials.
+fn is_cors_preflight<B>(request: &Request<B>) -> bool {
+    request.method() == Method::OPTIONS
+        && request.headers().contains_key(ORIGIN)
+        && request
+            .headers()
+            .contains_key(ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 /// Marks every credential header sensitive so that HTTP/2 encoders and
 /// well-behaved loggers skip it, or removes them all when configured.
+/// `Authorization` is marked too when bearer tokens are accepted.
 fn protect_credential(headers: &mut HeaderMap, settings: &Settings) {
+    let sources = &settings.sources;
     if settings.strip_credential {
-        headers.remove(&settings.header);
+        headers.remove(&sources.header);
+        if sources.bearer {
+            headers.remove(AUTHORIZATION);
+        }
         return;
     }
 
+    mark_sensitive(headers, &sources.header);
+    if sources.bearer {
+        mark_sensitive(headers, &AUTHORIZATION);
+    }
+}
+
+fn mark_sensitive(headers: &mut HeaderMap, name: &HeaderName) {
     // `try_entry` fails only for a map at its maximum size (about 32,000
     // entries). The value then stays unmarked, which changes no decision,
     // where `entry` would panic.
-    if let Ok(Entry::Occupied(mut entry)) = headers.try_entry(&settings.header) {
+    if let Ok(Entry::Occupied(mut entry)) = headers.try_entry(name) {
         for value in entry.iter_mut() {
             value.set_sensitive(true);
         }
@@ -161,6 +171,7 @@ mod tests {
     use tower::{ServiceExt, service_fn};
 
     use super::*;
+    use crate::KeyName;
 
     const KEY: &str = "test-key-0123456789abcdef";
 
@@ -354,6 +365,160 @@ mod tests {
         assert_eq!(
             json["detail"],
             "Missing API key: send it in the X-API-Key header."
+        );
+    }
+
+    #[tokio::test]
+    async fn bearer_token_is_accepted_when_enabled() {
+        let bearer_layer = ApiKeyLayer::builder()
+            .key(KEY)
+            .bearer(true)
+            .build()
+            .unwrap();
+        let bearer = format!("Bearer {KEY}");
+        let (response, calls) =
+            send(&bearer_layer, empty(get("/m").header("authorization", &bearer))).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(calls, 1);
+
+        let (response, calls) =
+            send(&layer(), empty(get("/m").header("authorization", &bearer))).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(calls, 0);
+    }
+
+    #[tokio::test]
+    async fn header_and_bearer_disagreeing_is_ambiguous() {
+        let layer = ApiKeyLayer::builder()
+            .key(KEY)
+            .bearer(true)
+            .build()
+            .unwrap();
+        let request = get("/m")
+            .header("x-api-key", KEY)
+            .header("authorization", "Bearer other");
+        let (response, calls) = send(&layer, empty(request)).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(calls, 0);
+        assert!(response.body().contains("Ambiguous"), "{}", response.body());
+    }
+
+    #[tokio::test]
+    async fn query_param_is_accepted_only_when_enabled() {
+        let uri = format!("/m?api_key={KEY}");
+        let (response, _) = send(&layer(), empty(get(&uri))).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+        let query_layer = ApiKeyLayer::builder()
+            .key(KEY)
+            .insecure_query_param("api_key")
+            .build()
+            .unwrap();
+        let (response, calls) = send(&query_layer, empty(get(&uri))).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(calls, 1);
+    }
+
+    #[tokio::test]
+    async fn preflight_passes_only_when_allowed() {
+        let preflight = || {
+            Request::options("/m")
+                .header("origin", "http://localhost:3000")
+                .header("access-control-request-method", "POST")
+        };
+        let (response, _) = send(&layer(), empty(preflight())).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+        let layer = ApiKeyLayer::builder()
+            .key(KEY)
+            .allow_cors_preflight(true)
+            .build()
+            .unwrap();
+        let (response, calls) = send(&layer, empty(preflight())).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(calls, 1);
+
+        let plain_options = Request::options("/m").header("origin", "http://localhost:3000");
+        let (response, calls) = send(&layer, empty(plain_options)).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(calls, 0);
+    }
+
+    #[tokio::test]
+    async fn custom_rejection_receives_reason() {
+        let layer = ApiKeyLayer::builder()
+            .key(KEY)
+            .rejection(|reason, request| {
+                let body = format!("{reason} {}", request.uri.path());
+                let mut response = Response::new(Bytes::from(body));
+                *response.status_mut() = StatusCode::FORBIDDEN;
+                response
+            })
+            .build()
+            .unwrap();
+
+        let (response, calls) = send(&layer, empty(get("/m").header("x-api-key", "wrong"))).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(calls, 0);
+        assert_eq!(response.body(), "invalid /m");
+
+        let (response, _) = send(&layer, empty(get("/m"))).await;
+        assert_eq!(response.body(), "missing /m");
+    }
+
+    #[tokio::test]
+    async fn replaced_key_set_takes_effect() {
+        let layer = layer();
+        let mut rotated = crate::KeySet::new();
+        rotated.insert("rotated", "rotated-key-0123456789").unwrap();
+        layer.key_set_handle().unwrap().replace(rotated);
+
+        let (response, calls) = send(&layer, empty(get("/m").header("x-api-key", KEY))).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(calls, 0);
+
+        let request = get("/m").header("x-api-key", "rotated-key-0123456789");
+        let (response, calls) = send(&layer, empty(request)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(calls, 1);
+        assert!(response.body().contains("rotated"), "{}", response.body());
+    }
+
+    #[test]
+    fn require_key_fails_without_key() {
+        let error = ApiKeyLayer::builder()
+            .key_from_env("TOWER_API_KEY_TEST_UNSET_REQUIRED")
+            .require_key(true)
+            .build()
+            .unwrap_err();
+        assert!(matches!(error, crate::ConfigError::KeyRequired { .. }));
+        assert!(
+            error
+                .to_string()
+                .contains("TOWER_API_KEY_TEST_UNSET_REQUIRED"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn invalid_realm_and_query_param_are_errors() {
+        let realm = ApiKeyLayer::builder()
+            .key(KEY)
+            .realm("a\"b")
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(realm, crate::ConfigError::InvalidRealm { .. }),
+            "{realm:?}"
+        );
+        let param = ApiKeyLayer::builder()
+            .key(KEY)
+            .insecure_query_param("a&b")
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(param, crate::ConfigError::InvalidQueryParam { .. }),
+            "{param:?}"
         );
     }
 
