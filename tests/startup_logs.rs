@@ -1,0 +1,147 @@
+//! The messages the layer logs when it is built, captured from a `tracing`
+//! subscriber installed for the current thread only.
+
+mod common;
+
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use common::{KEY, app, auth_layer};
+use tower_api_key::ApiKeyLayer;
+use tracing::Level;
+
+/// An in-memory log destination that every clone appends to.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `build` with a subscriber that records every event as a plain-text
+/// line starting with its level, and returns the lines.
+fn capture_logs<T>(build: impl FnOnce() -> T) -> Vec<String> {
+    let buffer = LogBuffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(Level::TRACE)
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .finish();
+
+    drop(tracing::subscriber::with_default(subscriber, build));
+
+    let bytes = buffer.0.lock().unwrap_or_else(PoisonError::into_inner);
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .map(|line| line.trim_start().to_owned())
+        .collect()
+}
+
+/// Returns the lines logged at `level` that contain `text`.
+fn lines_with<'a>(logs: &'a [String], level: &str, text: &str) -> Vec<&'a String> {
+    logs.iter()
+        .filter(|line| line.starts_with(level) && line.contains(text))
+        .collect()
+}
+
+#[test]
+fn disabled_layer_warns_unsecured() {
+    let logs = capture_logs(ApiKeyLayer::disabled);
+
+    assert_eq!(lines_with(&logs, "WARN", "UNSECURED").len(), 1, "{logs:#?}");
+    assert!(lines_with(&logs, "INFO", "enabled").is_empty(), "{logs:#?}");
+}
+
+#[test]
+fn unset_env_var_warns_unsecured() {
+    let logs = capture_logs(|| {
+        app::configure_auth(
+            ApiKeyLayer::builder().named_key_from_env("admin", "STARTUP_LOGS_TEST_NEVER_SET"),
+        )
+        .build()
+        .unwrap()
+    });
+
+    assert_eq!(lines_with(&logs, "WARN", "UNSECURED").len(), 1, "{logs:#?}");
+}
+
+#[test]
+fn enabled_layer_logs_info() {
+    let logs = capture_logs(|| auth_layer(KEY));
+
+    let enabled = lines_with(&logs, "INFO", "API key authentication enabled");
+    assert_eq!(enabled.len(), 1, "{logs:#?}");
+    assert!(enabled[0].contains("X-API-Key"), "{}", enabled[0]);
+    assert!(lines_with(&logs, "WARN", "").is_empty(), "{logs:#?}");
+    assert!(!logs.concat().contains(KEY), "the key is logged: {logs:#?}");
+}
+
+#[test]
+fn short_key_warns() {
+    let short_key = "short-key-12345";
+    assert_eq!(short_key.len(), 15);
+
+    let logs = capture_logs(|| auth_layer(short_key));
+
+    assert_eq!(
+        lines_with(&logs, "WARN", "shorter than 16 characters").len(),
+        1,
+        "{logs:#?}"
+    );
+    assert_eq!(
+        lines_with(&logs, "INFO", "API key authentication enabled").len(),
+        1
+    );
+    assert!(
+        !logs.concat().contains(short_key),
+        "the key is logged: {logs:#?}"
+    );
+}
+
+#[test]
+fn sixteen_character_key_does_not_warn() {
+    let key = "sixteen-chars-16";
+    assert_eq!(key.len(), 16);
+
+    let logs = capture_logs(|| auth_layer(key));
+
+    assert!(lines_with(&logs, "WARN", "").is_empty(), "{logs:#?}");
+}
+
+#[test]
+fn each_build_logs_once() {
+    let logs = capture_logs(|| {
+        let first = auth_layer(KEY);
+        let second = auth_layer(KEY);
+        (first, second)
+    });
+
+    assert_eq!(
+        lines_with(&logs, "INFO", "API key authentication enabled").len(),
+        2,
+        "{logs:#?}"
+    );
+}
+
+#[test]
+fn applying_layer_logs_nothing() {
+    let layer = auth_layer(KEY);
+
+    // axum applies the layer to each route and the fallback separately.
+    let logs = capture_logs(|| app::app(layer));
+
+    assert!(logs.is_empty(), "{logs:#?}");
+}
