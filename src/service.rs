@@ -376,8 +376,11 @@ mod tests {
             .build()
             .unwrap();
         let bearer = format!("Bearer {KEY}");
-        let (response, calls) =
-            send(&bearer_layer, empty(get("/m").header("authorization", &bearer))).await;
+        let (response, calls) = send(
+            &bearer_layer,
+            empty(get("/m").header("authorization", &bearer)),
+        )
+        .await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(calls, 1);
 
