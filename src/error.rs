@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::key::MAX_KEY_LEN;
+
 /// An invalid configuration, reported when the layer is built.
 ///
 /// Every message names the setting at fault and what to do about it. None
@@ -107,6 +109,8 @@ pub enum KeyProblem {
     ControlCharacter,
     /// The key contains a space or a byte outside visible ASCII.
     NotVisibleAscii,
+    /// The key is longer than 4096 bytes.
+    TooLong,
     /// The key starts with `sha256:` but the rest is not 64 hex digits.
     InvalidDigest,
     /// The key starts with `sha256:` but the `hashed-keys` feature is off.
@@ -115,22 +119,23 @@ pub enum KeyProblem {
 
 impl fmt::Display for KeyProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Empty => "is empty",
-            Self::SurroundingWhitespace => {
-                "starts or ends with whitespace, which clients and proxies strip from header values"
-            }
-            Self::ControlCharacter => "contains a control character",
-            Self::NotVisibleAscii => {
-                "contains a space or a character outside visible ASCII (0x21 to 0x7E)"
-            }
+        match self {
+            Self::Empty => f.write_str("is empty"),
+            Self::SurroundingWhitespace => f.write_str(
+                "starts or ends with whitespace, which clients and proxies strip from header values",
+            ),
+            Self::ControlCharacter => f.write_str("contains a control character"),
+            Self::NotVisibleAscii => f.write_str(
+                "contains a space or a character outside visible ASCII (0x21 to 0x7E)",
+            ),
+            Self::TooLong => write!(f, "is longer than {MAX_KEY_LEN} bytes"),
             Self::InvalidDigest => {
-                "starts with `sha256:` but is not followed by exactly 64 hex digits"
+                f.write_str("starts with `sha256:` but is not followed by exactly 64 hex digits")
             }
-            Self::HashedKeysDisabled => {
-                "is a `sha256:` digest, but the `hashed-keys` feature of tower-api-key is not enabled"
-            }
-        })
+            Self::HashedKeysDisabled => f.write_str(
+                "is a `sha256:` digest, but the `hashed-keys` feature of tower-api-key is not enabled",
+            ),
+        }
     }
 }
 

@@ -1,30 +1,71 @@
 //! The constant-time comparison of a presented value with one key.
 
-use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeLess};
+use std::fmt;
 
-/// Compares `key` with `presented` in time that depends only on
-/// `presented.len()`.
+use subtle::{Choice, ConstantTimeEq};
+
+/// The longest key that can be configured, in bytes.
 ///
-/// The loop walks the presented bytes. At each position it reads the key
-/// byte at the same position, or the key's last byte once the position is
-/// past the key's end, choosing the index without a branch. Equal lengths
-/// are part of the result, so a prefix or an extension of the key fails.
-pub(crate) fn ct_equal(key: &[u8], presented: &[u8]) -> Choice {
-    let Some(last) = key.len().checked_sub(1) else {
-        // Keys are validated to be non-empty; an empty one matches nothing.
-        return Choice::from(0);
-    };
-    let key_len = key.len() as u64;
+/// Every key is stored zero-padded to this length, so a comparison reads
+/// the same bytes whatever the key's length, and a presented value longer
+/// than this matches no key without any comparison.
+pub(crate) const MAX_KEY_LEN: usize = 4096;
 
-    let mut equal = key_len.ct_eq(&(presented.len() as u64));
-    for (i, byte) in presented.iter().enumerate() {
-        let i = i as u64;
-        let in_key = i.ct_lt(&key_len);
-        let at = u64::conditional_select(&(last as u64), &i, in_key);
-        // `at <= last`, so the index is always in bounds.
-        equal &= byte.ct_eq(&key[at as usize]);
+/// A plaintext key, zero-padded to [`MAX_KEY_LEN`] bytes.
+#[derive(Clone)]
+pub(crate) struct PaddedKey {
+    bytes: Box<[u8]>,
+    len: usize,
+}
+
+impl PaddedKey {
+    /// Returns `None` for a key longer than [`MAX_KEY_LEN`].
+    pub(crate) fn new(key: &[u8]) -> Option<Self> {
+        if key.len() > MAX_KEY_LEN {
+            return None;
+        }
+        let mut bytes = vec![0u8; MAX_KEY_LEN].into_boxed_slice();
+        bytes[..key.len()].copy_from_slice(key);
+        Some(Self {
+            bytes,
+            len: key.len(),
+        })
     }
-    equal
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Compares the key with `presented` in time that depends only on
+    /// `presented.len()`.
+    ///
+    /// The loop XORs the presented bytes with the same number of bytes of
+    /// the padded key and ORs the results together, with no branch on the
+    /// data, so it reads the same memory and does the same work whatever
+    /// the key's contents and length. The lengths are compared separately,
+    /// so a prefix of the key, or the key followed by zero bytes, fails.
+    pub(crate) fn ct_eq(&self, presented: &[u8]) -> Choice {
+        let Some(padded) = self.bytes.get(..presented.len()) else {
+            // Longer than any key can be: the bound is public, so this
+            // early return reveals nothing about the key.
+            return Choice::from(0);
+        };
+
+        let mut difference = 0u8;
+        for (left, right) in padded.iter().zip(presented) {
+            difference |= left ^ right;
+        }
+
+        let same_length = (self.len as u64).ct_eq(&(presented.len() as u64));
+        let same_bytes = std::hint::black_box(difference).ct_eq(&0);
+        same_length & same_bytes & !Choice::from(u8::from(self.len == 0))
+    }
+}
+
+impl fmt::Debug for PaddedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 #[cfg(test)]
@@ -32,7 +73,7 @@ mod tests {
     use super::*;
 
     fn equal(key: &[u8], presented: &[u8]) -> bool {
-        bool::from(ct_equal(key, presented))
+        bool::from(PaddedKey::new(key).unwrap().ct_eq(presented))
     }
 
     #[test]
@@ -48,15 +89,24 @@ mod tests {
     }
 
     #[test]
-    fn rejects_repeated_last_byte() {
-        // Past the key's end the loop reads the last byte, so a value that
-        // repeats it must still fail on length.
-        assert!(!equal(b"abc", b"abcccc"));
+    fn rejects_key_followed_by_zero_bytes() {
+        // The padding is zeros, so only the length check rejects these.
+        assert!(!equal(b"abc", b"abc\0"));
+        assert!(!equal(b"abc", &[b'a', b'b', b'c', 0, 0, 0]));
     }
 
     #[test]
     fn empty_key_matches_nothing() {
         assert!(!equal(b"", b""));
         assert!(!equal(b"", b"a"));
+    }
+
+    #[test]
+    fn longest_key_matches_and_longer_values_do_not() {
+        let key = vec![b'k'; MAX_KEY_LEN];
+        assert!(equal(&key, &key));
+        let longer = vec![b'k'; MAX_KEY_LEN + 1];
+        assert!(!equal(&key, &longer));
+        assert!(PaddedKey::new(&longer).is_none());
     }
 }

@@ -11,6 +11,9 @@ use std::time::SystemTime;
 
 use subtle::{Choice, ConditionallySelectable};
 
+pub(crate) use compare::MAX_KEY_LEN;
+use compare::PaddedKey;
+
 use crate::env;
 use crate::error::{ConfigError, KeyProblem};
 
@@ -84,7 +87,7 @@ impl AsRef<str> for KeyName {
 /// A stored key: its bytes, or the SHA-256 digest of its bytes.
 #[derive(Clone)]
 enum Secret {
-    Plain(Box<[u8]>),
+    Plain(PaddedKey),
     #[cfg(feature = "hashed-keys")]
     Sha256([u8; 32]),
 }
@@ -118,16 +121,15 @@ impl fmt::Debug for Secret {
 ///
 /// # What the comparison reveals
 ///
-/// For each key, the loop runs over the presented value's bytes and never
-/// over the key's, and every step does the same work whether or not the
-/// bytes so far matched. So the time depends on the presented length (which
-/// the client already knows) and the number of keys, but not on the keys'
-/// contents or lengths. Like [`subtle`], this is best-effort: it relies on
-/// the compiler not turning the branch-free code back into branches.
-///
-/// NOTE: for keys longer than a cache line, a presented value longer than a
-/// key reads that key's last byte repeatedly instead of walking on, which a
-/// cache-timing attacker on the same machine could in theory observe.
+/// Each key is stored zero-padded to 4096 bytes, the longest key allowed.
+/// For each key, the comparison XORs the presented bytes with as many bytes
+/// of the padded key and ORs the results, without a branch on the data, and
+/// checks the lengths separately. So the time and the memory read depend on
+/// the presented length (which the client already knows) and the number of
+/// keys, but not on the keys' contents or lengths. A presented value longer
+/// than 4096 bytes is rejected without a comparison. Like [`subtle`], this is
+/// best-effort: it relies on the compiler not turning the branch-free loop
+/// into one that stops early.
 ///
 /// A key whose `not_after` time has passed is rejected like a wrong key
 /// once it matched; that it matched can show in the timing, which reveals
@@ -319,7 +321,7 @@ impl KeySet {
         let mut index = 0u64;
         for (i, entry) in self.entries.iter().enumerate() {
             let matched = match &entry.secret {
-                Secret::Plain(key) => compare::ct_equal(key, presented),
+                Secret::Plain(key) => key.ct_eq(presented),
                 #[cfg(feature = "hashed-keys")]
                 Secret::Sha256(expected) => match &digest {
                     Some(digest) => subtle::ConstantTimeEq::ct_eq(&expected[..], &digest[..]),
@@ -395,7 +397,9 @@ fn check_secret(secret: &str) -> Result<(), KeyProblem> {
 /// digest.
 fn parse_secret(secret: &str) -> Result<Secret, KeyProblem> {
     let Some(hex) = secret.strip_prefix(SHA256_PREFIX) else {
-        return Ok(Secret::Plain(secret.as_bytes().into()));
+        return PaddedKey::new(secret.as_bytes())
+            .map(Secret::Plain)
+            .ok_or(KeyProblem::TooLong);
     };
 
     #[cfg(feature = "hashed-keys")]
@@ -471,6 +475,7 @@ mod tests {
             ("inner\u{7}bell-character", KeyProblem::ControlCharacter),
             ("inner space key value", KeyProblem::NotVisibleAscii),
             ("non-ascii-key-é-value", KeyProblem::NotVisibleAscii),
+            (&"k".repeat(MAX_KEY_LEN + 1), KeyProblem::TooLong),
         ];
         for (secret, expected) in cases {
             let error = KeySet::new().insert("k", secret).unwrap_err();
