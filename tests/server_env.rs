@@ -24,8 +24,9 @@ fn build_with_env(
     let _guard = ENV_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
 
     for (name, value) in settings {
-        // SAFETY: ENV_LOCK is held, and no other code in this test binary
-        // reads or writes the environment without holding it.
+        // SAFETY: ENV_LOCK is held, the other tests in this binary read or
+        // write the environment only while holding it, and none of them calls
+        // C code that reads it (DNS resolution, for example).
         unsafe {
             match value {
                 Some(value) => std::env::set_var(name, value),
