@@ -13,8 +13,8 @@
 //! - `PORT`: the port to listen on at 127.0.0.1, 3000 by default.
 //! - `RUST_LOG`: the log filter, `info` by default.
 //!
-//! Routes: `GET /health` needs no key; `GET /whoami` returns the name of the
-//! key that authenticated the request. Browser pages served from
+//! Routes: `GET /health` needs no key, and `GET /whoami` returns the name of
+//! the key that authenticated the request. Browser pages served from
 //! `http://localhost:5173` may call both.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -88,7 +88,7 @@ fn app(auth: ApiKeyLayer) -> Router {
     // the CORS layer must respond to it before the check (tower-http 0.7's
     // `CorsLayer` responds to every `OPTIONS` itself). And a 401 must carry
     // `Access-Control-Allow-Origin`, or the page's script cannot read it and
-    // sees only a network error.
+    // gets only a network error.
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/whoami", get(whoami))

@@ -91,7 +91,7 @@ async fn main() -> ExitCode {
             }
         };
 
-        // hyper calls services through its own `Service` trait;
+        // hyper calls services through its own `Service` trait, so
         // `TowerToHyperService` adapts the tower stack to it.
         let service = TowerToHyperService::new(service.clone());
         tokio::spawn(async move {
