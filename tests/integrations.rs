@@ -37,7 +37,13 @@ fn app(auth: ApiKeyLayer, calls: &Arc<AtomicUsize>) -> Router {
 /// Sends a `GET /whoami` with `headers` and returns the response head and
 /// body text.
 async fn get_whoami(app: &Router, headers: Headers<'_>) -> (Response<()>, String) {
-    let mut request = Request::get("/whoami");
+    get_path(app, "/whoami", headers).await
+}
+
+/// Sends a `GET` for `path` with `headers` and returns the response head and
+/// body text.
+async fn get_path(app: &Router, path: &str, headers: Headers<'_>) -> (Response<()>, String) {
+    let mut request = Request::get(path);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -215,4 +221,28 @@ async fn realm_is_in_the_challenge() {
     assert_eq!(response.status(), StatusCode::OK);
     assert!(!response.headers().contains_key(WWW_AUTHENTICATE));
     assert_eq!(body, "client");
+}
+
+#[tokio::test]
+async fn exempt_path_has_no_key_name() {
+    let optional = |key: Option<Extension<KeyName>>| async move {
+        key.map_or("anonymous".to_owned(), |Extension(key)| key.to_string())
+    };
+    let auth = builder().exempt("/public").build().unwrap();
+    let public = Router::new().route("/public", get(optional)).layer(auth);
+
+    // The layer checks no key on an exempt path, so it inserts no name even
+    // when the request carries a valid key.
+    for headers in [vec![], vec![("x-api-key", KEY)]] {
+        let (response, body) = get_path(&public, "/public", &headers).await;
+        assert_eq!(response.status(), StatusCode::OK, "{headers:?}");
+        assert_eq!(body, "anonymous", "{headers:?}");
+    }
+
+    // A handler that requires the name fails there with axum's 500.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let strict = app(builder().exempt("/whoami").build().unwrap(), &calls);
+    let (response, _) = get_whoami(&strict, &[("x-api-key", KEY)]).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
