@@ -213,7 +213,10 @@ impl ApiKeyLayerBuilder {
     /// Replaces the default rejection with a response of your own.
     ///
     /// The function receives why the request was rejected and the rejected
-    /// request's head. The inner service is still never called.
+    /// request's head. The inner service is still never called. gRPC
+    /// requests (`content-type: application/grpc...`) keep the built-in
+    /// gRPC rejection, because gRPC clients read any other response as a
+    /// protocol error.
     ///
     /// ```
     /// use bytes::Bytes;
@@ -314,10 +317,10 @@ impl ApiKeyLayerBuilder {
             );
         }
 
-        let rejecter = match self.rejection {
-            Some(reject) => Rejecter::Custom(reject),
-            None => Rejecter::Default(DefaultRejection::new(&description, self.realm.as_deref())),
-        };
+        let rejecter = Rejecter::new(
+            DefaultRejection::new(&description, self.realm.as_deref()),
+            self.rejection,
+        );
         let settings = Settings {
             keys: Some(KeySetHandle::new(keys)),
             sources,

@@ -75,10 +75,10 @@ impl Settings {
             exempt: ExemptPaths::default(),
             allow_cors_preflight: false,
             strip_credential: false,
-            rejecter: Rejecter::Default(DefaultRejection::new(
-                &format!("the {DEFAULT_HEADER} header"),
+            rejecter: Rejecter::new(
+                DefaultRejection::new(&format!("the {DEFAULT_HEADER} header"), None),
                 None,
-            )),
+            ),
         }
     }
 }

@@ -44,32 +44,40 @@ impl fmt::Display for RejectionReason {
 pub(crate) type RejectFn =
     dyn Fn(RejectionReason, &Parts) -> Response<Bytes> + Send + Sync + 'static;
 
-/// How rejections are answered: the built-in responses, or the user's.
+/// How rejections are answered: the built-in responses, or the user's for
+/// requests other than gRPC.
 #[derive(Clone)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "built once per layer and shared behind an Arc, so its size costs nothing per request"
-)]
-pub(crate) enum Rejecter {
-    Default(DefaultRejection),
-    Custom(Arc<RejectFn>),
+pub(crate) struct Rejecter {
+    default: DefaultRejection,
+    custom: Option<Arc<RejectFn>>,
 }
 
 impl Rejecter {
+    pub(crate) fn new(default: DefaultRejection, custom: Option<Arc<RejectFn>>) -> Self {
+        Self { default, custom }
+    }
+
+    /// Builds the rejection. gRPC requests always get the gRPC form, since
+    /// a gRPC client reads any other response as a protocol error rather
+    /// than as UNAUTHENTICATED.
     pub(crate) fn respond(&self, reason: RejectionReason, request: &Parts) -> Response<Bytes> {
-        match self {
-            Self::Default(default) => default.response(reason, &request.headers),
-            Self::Custom(reject) => reject(reason, request),
+        if is_grpc(&request.headers) {
+            return self.default.grpc_response(reason);
+        }
+
+        match &self.custom {
+            Some(reject) => reject(reason, request),
+            None => self.default.http_response(reason),
         }
     }
 }
 
 impl fmt::Debug for Rejecter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Default(default) => f.debug_tuple("Default").field(default).finish(),
-            Self::Custom(_) => f.write_str("Custom(..)"),
-        }
+        f.debug_struct("Rejecter")
+            .field("default", &self.default)
+            .field("custom", &self.custom.as_ref().map(|_| ".."))
+            .finish()
     }
 }
 
@@ -116,30 +124,33 @@ impl DefaultRejection {
         }
     }
 
-    /// Builds the rejection: a `401` problem document, or for a gRPC
-    /// request a `200` whose `grpc-status` is UNAUTHENTICATED, which gRPC
-    /// clients report as such instead of as a transport error.
-    pub(crate) fn response(&self, reason: RejectionReason, headers: &HeaderMap) -> Response<Bytes> {
-        let detail = match reason {
+    fn detail(&self, reason: RejectionReason) -> &Detail {
+        match reason {
             RejectionReason::Missing => &self.missing,
             RejectionReason::Invalid => &self.invalid,
             RejectionReason::Ambiguous => &self.ambiguous,
-        };
-
-        if is_grpc(headers) {
-            let mut response = Response::new(Bytes::new());
-            let headers = response.headers_mut();
-            headers.insert(CONTENT_TYPE, GRPC);
-            headers.insert("grpc-status", GRPC_UNAUTHENTICATED);
-            headers.insert("grpc-message", detail.grpc_message.clone());
-            return response;
         }
+    }
 
-        let mut response = Response::new(detail.problem.clone());
+    /// Builds the `401` problem document with its challenge.
+    fn http_response(&self, reason: RejectionReason) -> Response<Bytes> {
+        let mut response = Response::new(self.detail(reason).problem.clone());
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         let headers = response.headers_mut();
         headers.insert(WWW_AUTHENTICATE, self.challenge.clone());
         headers.insert(CONTENT_TYPE, PROBLEM_JSON);
+        response
+    }
+
+    /// Builds a trailers-only gRPC response: HTTP `200` whose `grpc-status`
+    /// is UNAUTHENTICATED, which gRPC clients report as such instead of as
+    /// a transport error.
+    fn grpc_response(&self, reason: RejectionReason) -> Response<Bytes> {
+        let mut response = Response::new(Bytes::new());
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, GRPC);
+        headers.insert("grpc-status", GRPC_UNAUTHENTICATED);
+        headers.insert("grpc-message", self.detail(reason).grpc_message.clone());
         response
     }
 }
@@ -176,10 +187,21 @@ mod tests {
         std::str::from_utf8(response.body()).unwrap()
     }
 
+    fn head(content_type: Option<&'static str>) -> Parts {
+        let mut request = http::Request::get("/m");
+        if let Some(content_type) = content_type {
+            request = request.header(CONTENT_TYPE, content_type);
+        }
+        request.body(()).unwrap().into_parts().0
+    }
+
+    fn default_rejecter(realm: Option<&str>) -> Rejecter {
+        Rejecter::new(DefaultRejection::new("the X-API-Key header", realm), None)
+    }
+
     #[test]
     fn missing_detail_names_the_sources() {
-        let rejection = DefaultRejection::new("the X-API-Key header", None);
-        let response = rejection.response(RejectionReason::Missing, &HeaderMap::new());
+        let response = default_rejecter(None).respond(RejectionReason::Missing, &head(None));
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(response.headers()[WWW_AUTHENTICATE], "ApiKey");
         assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
@@ -197,17 +219,17 @@ mod tests {
 
     #[test]
     fn each_reason_has_its_own_detail() {
-        let rejection = DefaultRejection::new("the X-API-Key header", None);
-        let invalid = rejection.response(RejectionReason::Invalid, &HeaderMap::new());
-        let ambiguous = rejection.response(RejectionReason::Ambiguous, &HeaderMap::new());
+        let rejecter = default_rejecter(None);
+        let invalid = rejecter.respond(RejectionReason::Invalid, &head(None));
+        let ambiguous = rejecter.respond(RejectionReason::Ambiguous, &head(None));
         assert!(body(&invalid).contains("Invalid API key."));
         assert!(body(&ambiguous).contains("exactly one"));
     }
 
     #[test]
     fn realm_is_in_the_challenge() {
-        let rejection = DefaultRejection::new("the X-API-Key header", Some("memories"));
-        let response = rejection.response(RejectionReason::Invalid, &HeaderMap::new());
+        let rejecter = default_rejecter(Some("memories"));
+        let response = rejecter.respond(RejectionReason::Invalid, &head(None));
         assert_eq!(
             response.headers()[WWW_AUTHENTICATE],
             r#"ApiKey realm="memories""#
@@ -216,13 +238,10 @@ mod tests {
 
     #[test]
     fn grpc_request_gets_unauthenticated_status() {
-        let rejection = DefaultRejection::new("the X-API-Key header", None);
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc+proto"),
+        let response = default_rejecter(None).respond(
+            RejectionReason::Missing,
+            &head(Some("application/grpc+proto")),
         );
-        let response = rejection.response(RejectionReason::Missing, &headers);
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()[CONTENT_TYPE], "application/grpc");
         assert_eq!(response.headers()["grpc-status"], "16");
@@ -231,5 +250,26 @@ mod tests {
             "Missing API key: send it in the X-API-Key header."
         );
         assert!(response.body().is_empty());
+    }
+
+    #[test]
+    fn custom_rejection_leaves_grpc_form() {
+        let custom: Arc<RejectFn> = Arc::new(|reason, _request: &Parts| {
+            let mut response = Response::new(Bytes::from(reason.as_str()));
+            *response.status_mut() = StatusCode::FORBIDDEN;
+            response
+        });
+        let rejecter = Rejecter::new(
+            DefaultRejection::new("the X-API-Key header", None),
+            Some(custom),
+        );
+
+        let http = rejecter.respond(RejectionReason::Invalid, &head(Some("application/json")));
+        assert_eq!(http.status(), StatusCode::FORBIDDEN);
+        assert_eq!(body(&http), "invalid");
+
+        let grpc = rejecter.respond(RejectionReason::Invalid, &head(Some("application/grpc")));
+        assert_eq!(grpc.status(), StatusCode::OK);
+        assert_eq!(grpc.headers()["grpc-status"], "16");
     }
 }

@@ -146,3 +146,20 @@ async fn exempt_method_needs_no_key() {
     let status = client.watch(check("", &[])).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 }
+
+#[tokio::test]
+async fn custom_rejection_keeps_grpc_status() {
+    let layer = builder()
+        .rejection(|_reason, _request| {
+            let mut response = http::Response::new(bytes::Bytes::from("no entry"));
+            *response.status_mut() = http::StatusCode::FORBIDDEN;
+            response
+        })
+        .build()
+        .unwrap();
+    let mut client = serve(layer).await;
+
+    let status = client.check(check("", &[])).await.unwrap_err();
+
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+}
