@@ -42,7 +42,7 @@ async fn disabled_auth_ignores_sent_key() {
     }
 }
 
-// ==== the ten protected endpoints ====
+// ==== the protected endpoints ====
 
 #[tokio::test]
 async fn endpoints_reject_missing_key() {

@@ -21,6 +21,7 @@ const PROTECTED_OPERATIONS: [(&str, &str); ENDPOINT_COUNT] = [
     ("post", "/search"),
     ("post", "/reset"),
     ("post", "/configure"),
+    ("get", "/whoami"),
 ];
 const PUBLIC_OPERATIONS: [(&str, &str); 3] =
     [("get", "/"), ("get", "/docs"), ("get", "/openapi.json")];

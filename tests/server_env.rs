@@ -1,5 +1,7 @@
-//! The example server's layer configured from the environment, as its `main`
-//! builds it: `named_key_from_env("admin", VAR)` plus the public paths.
+//! The example server's layer configured from one key variable with
+//! `named_key_from_env("admin", VAR)` plus the public paths. It reads `VAR`
+//! and `VAR_FILE` through `KeySet::insert_from_env`, as the example's `main`
+//! reads `ADMIN_API_KEY` and `ADMIN_API_KEY_FILE`.
 //!
 //! Every test uses its own variable names. Changing the environment while
 //! another thread reads it is undefined behaviour on some platforms, so each
@@ -15,8 +17,8 @@ use tower_api_key::{ApiKeyLayer, ConfigError};
 
 static ENV_LOCK: Mutex<()> = Mutex::new(());
 
-/// Sets (`Some`) or removes (`None`) each variable, builds the layer the way
-/// the example's `main` does, and removes the variables again.
+/// Sets (`Some`) or removes (`None`) each variable, builds the layer with
+/// the admin key from `var`, and removes the variables again.
 fn build_with_env(
     var: &str,
     settings: &[(&str, Option<&str>)],

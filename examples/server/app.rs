@@ -3,7 +3,11 @@
 //! [`router`] is the bare API. [`app`] wraps the whole router, the fallback
 //! included, in an [`ApiKeyLayer`], so an unknown path without a key gets the
 //! same 401 as a known one and the route map stays hidden. The layer is built
-//! with [`configure_auth`], which exempts the documentation paths.
+//! with [`configure_auth`], which exempts the documentation paths, from the
+//! keys that [`keys::KeySources`] reads.
+//!
+//! Inside the layer, a middleware logs the name of the key that
+//! authenticated each request at `debug`, and `GET /whoami` returns it.
 //!
 //! JSON shapes follow the mem0 REST server: create returns
 //! `{"results":[{"id","memory","event"}]}`, list and search return
@@ -12,20 +16,23 @@
 // The paths are explicit because the integration tests include this file with
 // `#[path]`, and rustc looks up the child modules of such a file next to it,
 // while `cargo run --example` looks in `app/`.
+#[path = "keys.rs"]
+pub mod keys;
 #[path = "openapi.rs"]
 mod openapi;
 #[path = "store.rs"]
 mod store;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use tower_api_key::{ApiKeyLayer, ApiKeyLayerBuilder};
+use tower_api_key::{ApiKeyLayer, ApiKeyLayerBuilder, KeyName};
 use tracing::{debug, info};
 
 pub use store::{Owner, Store};
@@ -60,6 +67,7 @@ pub fn router(store: Store) -> Router {
         .route("/search", post(search_memories))
         .route("/reset", post(reset))
         .route("/configure", post(configure))
+        .route("/whoami", get(whoami))
         .fallback(not_found)
         .with_state(store)
 }
@@ -76,7 +84,24 @@ pub fn configure_auth(builder: ApiKeyLayerBuilder) -> ApiKeyLayerBuilder {
 
 /// Builds the API over an empty store, every path behind `layer`.
 pub fn app(layer: ApiKeyLayer) -> Router {
-    router(Store::default()).layer(layer)
+    router(Store::default())
+        .layer(middleware::from_fn(log_key_name))
+        .layer(layer)
+}
+
+/// Logs the name of the key that authenticated the request, at `debug`.
+/// Runs inside the API-key layer, which inserts the [`KeyName`]. Requests
+/// without one (exempt paths, authentication disabled) are not logged.
+async fn log_key_name(request: Request, next: Next) -> Response {
+    if let Some(name) = request.extensions().get::<KeyName>() {
+        debug!(
+            method = %request.method(),
+            path = request.uri().path(),
+            key = %name,
+            "request accepted"
+        );
+    }
+    next.run(request).await
 }
 
 // ==== request bodies ====
@@ -304,6 +329,14 @@ async fn configure(config: Result<Json<Map<String, Value>>, JsonRejection>) -> A
     let names: Vec<&str> = config.keys().map(String::as_str).collect();
     info!(?names, "configuration received");
     Ok(Json(json!({ "message": "Configuration set." })))
+}
+
+/// Returns `{"key": "<name>"}` with the name of the key that authenticated
+/// the request, or `{"key": null}` when authentication is disabled and no
+/// key was checked.
+async fn whoami(name: Option<Extension<KeyName>>) -> Json<Value> {
+    let name = name.map(|Extension(name)| name.to_string());
+    Json(json!({ "key": name }))
 }
 
 fn required_owner(owner: Owner) -> Result<Owner, ApiError> {

@@ -50,8 +50,10 @@ fn build_document() -> Value {
                     "type": "apiKey",
                     "in": "header",
                     "name": API_KEY_HEADER,
-                    "description": "The key set in ADMIN_API_KEY (or the file named by \
-                                    ADMIN_API_KEY_FILE) on the server.",
+                    "description": "A key configured on the server: the one in \
+                                    ADMIN_API_KEY (or the file named by ADMIN_API_KEY_FILE), \
+                                    or one of the named keys in the file named by \
+                                    API_KEYS_FILE.",
                 },
             },
             "parameters": parameters(),
@@ -202,6 +204,17 @@ fn paths() -> Value {
                 },
             })),
         },
+        "/whoami": {
+            "get": protected(json!({
+                "summary": "Name the key that authenticated this request",
+                "operationId": "whoami",
+                "description": "Returns the name of the key, never the key. The key in \
+                                `ADMIN_API_KEY` is named `admin`; the keys of the file in \
+                                `API_KEYS_FILE` have the names written there. `key` is `null` \
+                                when the server runs without authentication.",
+                "responses": { "200": ok("The key's name.", "KeyIdentity") },
+            })),
+        },
     })
 }
 
@@ -346,6 +359,11 @@ fn schemas() -> Value {
                 "new_memory": nullable_string,
                 "created_at": { "type": "string", "format": "date-time" },
             },
+        },
+        "KeyIdentity": {
+            "type": "object",
+            "required": ["key"],
+            "properties": { "key": nullable_string },
         },
         "Acknowledgement": {
             "type": "object",

@@ -139,10 +139,10 @@ pub async fn seed(app: &Router, key: Option<&str>) -> String {
 }
 
 /// Number of protected endpoints, the length of [`protected_endpoints`].
-pub const ENDPOINT_COUNT: usize = 10;
+pub const ENDPOINT_COUNT: usize = 11;
 
-/// Returns a valid request for each of the ten protected endpoints, all of
-/// which answer 200 when the memory `id` exists.
+/// Returns a valid request for each of the eleven protected endpoints, all
+/// of which return 200 when the memory `id` exists.
 pub fn protected_endpoints(id: &str) -> Vec<Call> {
     vec![
         Call::new(Method::POST, "/memories").json(json!({
@@ -158,6 +158,7 @@ pub fn protected_endpoints(id: &str) -> Vec<Call> {
         Call::new(Method::POST, "/search").json(json!({ "query": "tea", "user_id": USER })),
         Call::new(Method::POST, "/reset"),
         Call::new(Method::POST, "/configure").json(json!({ "vector_store": "memory" })),
+        Call::new(Method::GET, "/whoami"),
     ]
 }
 
