@@ -436,6 +436,11 @@ fn log_enabled(sources: &str, keys: &KeySet, exempt: &ExemptPaths) {
         names.len(),
     );
 
+    warn_short_keys(keys);
+}
+
+/// Warns once for each plaintext key shorter than 16 characters.
+pub(crate) fn warn_short_keys(keys: &KeySet) {
     for name in keys.short_keys() {
         tracing::warn!(
             key = %name,

@@ -42,7 +42,8 @@ pub enum ConfigError {
     },
     /// A key file could not be read.
     KeyFileRead {
-        /// The setting that named the file.
+        /// The setting that named the file, or an empty string for a file
+        /// given to [`KeySet::from_file`](crate::KeySet::from_file).
         setting: String,
         /// The file's path.
         path: PathBuf,
@@ -53,6 +54,11 @@ pub enum ConfigError {
     KeyFileEmpty {
         /// The setting that named the file.
         setting: String,
+        /// The file's path.
+        path: PathBuf,
+    },
+    /// A key file of named keys holds no key.
+    KeyFileNoKeys {
         /// The file's path.
         path: PathBuf,
     },
@@ -166,14 +172,20 @@ impl fmt::Display for ConfigError {
                 setting,
                 path,
                 source,
-            } => write!(
-                f,
-                "{setting}: cannot read the key file {}: {source}",
-                path.display()
-            ),
+            } => {
+                if !setting.is_empty() {
+                    write!(f, "{setting}: ")?;
+                }
+                write!(f, "cannot read the key file {}: {source}", path.display())
+            }
             Self::KeyFileEmpty { setting, path } => write!(
                 f,
                 "{setting}: the key file {} is empty; write the key into it, or unset {setting}",
+                path.display()
+            ),
+            Self::KeyFileNoKeys { path } => write!(
+                f,
+                "the key file {} contains no key; add a `name:key` line",
                 path.display()
             ),
             Self::KeyFileLine {

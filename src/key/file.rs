@@ -29,14 +29,14 @@ impl KeySet {
     ///
     /// # Errors
     ///
-    /// Returns an error when the file cannot be read or holds no key, and
+    /// Returns an error when the file cannot be read or contains no key, and
     /// [`ConfigError::KeyFileLine`] with the line number for a malformed
     /// line, an invalid or repeated name, or an unusable key. No error shows
     /// a key or a line's text.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::KeyFileRead {
-            setting: "key file".to_owned(),
+            setting: String::new(),
             path: path.to_owned(),
             source,
         })?;
@@ -70,8 +70,9 @@ fn parse(text: &str, path: &Path) -> Result<KeySet, ConfigError> {
     }
 
     if keys.is_empty() {
-        return Err(ConfigError::KeyFileEmpty {
-            setting: "key file".to_owned(),
+        // An empty file is more likely a truncated write than an intent to
+        // revoke every key, so it is an error rather than an empty set.
+        return Err(ConfigError::KeyFileNoKeys {
             path: path.to_owned(),
         });
     }
@@ -127,7 +128,7 @@ mod tests {
     fn file_without_keys_is_an_error() {
         let error = parse_text("# nothing yet\n\n").unwrap_err();
         assert!(
-            matches!(error, ConfigError::KeyFileEmpty { .. }),
+            matches!(error, ConfigError::KeyFileNoKeys { .. }),
             "{error:?}"
         );
     }

@@ -46,11 +46,13 @@ impl KeySetHandle {
 
     /// Replaces the whole key set.
     ///
-    /// Logs the number and names of the new keys, never the keys. An empty
+    /// Logs the number and names of the new keys, never the keys, and warns
+    /// about keys shorter than 16 characters as the builder does. An empty
     /// set is allowed and rejects every request that needs a key, with a
     /// warning.
     pub fn replace(&self, keys: KeySet) {
         let names: Vec<&str> = keys.names().map(KeyName::as_str).collect();
+        crate::builder::warn_short_keys(&keys);
         if keys.is_empty() {
             tracing::warn!(
                 "API key set replaced by an empty set: every request that needs a key is rejected"
