@@ -75,13 +75,13 @@ fn under_prefix(path: &str, prefix: &str) -> bool {
 
 /// Returns `true` when no component behind the layer could read `path` as
 /// a different path: no dot or empty segment, no backslash, no `;`
-/// parameter, and no percent-encoded `.`, `/`, `\` or `%`.
+/// parameter, and only plain percent-escapes (see [`escapes_are_plain`]).
 fn is_plain(path: &str) -> bool {
     let Some(rest) = path.strip_prefix('/') else {
         return false;
     };
 
-    if path.contains(['\\', ';']) || has_risky_escape(path) {
+    if path.contains(['\\', ';']) || !escapes_are_plain(path) {
         return false;
     }
 
@@ -99,18 +99,86 @@ fn is_plain(path: &str) -> bool {
     true
 }
 
-/// Finds `%2e`, `%2f`, `%5c` and `%25` in any case. The last one covers
-/// double encoding such as `%252e`, which a second decoding turns into `.`.
-fn has_risky_escape(path: &str) -> bool {
-    path.as_bytes().windows(3).any(|window| {
-        let [b'%', high, low] = window else {
-            return false;
+/// Returns `true` when every `%` starts an escape of two hex digits, no
+/// escape encodes `.`, `/`, `\` or `%` (in either case), and the decoded
+/// bytes are valid UTF-8.
+///
+/// `%25` is rejected because a second decoding turns `%252e` into `.`.
+/// Invalid UTF-8 is rejected because lenient decoders read overlong forms
+/// such as `%c0%ae` as `.`. Malformed escapes such as IIS's `%u002e` are
+/// rejected because servers disagree on what they mean.
+fn escapes_are_plain(path: &str) -> bool {
+    let mut bytes = path.bytes();
+    let mut sequence = Utf8Sequence::default();
+
+    while let Some(byte) = bytes.next() {
+        let decoded = if byte == b'%' {
+            let (Some(high), Some(low)) = (bytes.next(), bytes.next()) else {
+                return false;
+            };
+            let Some(decoded) = hex_value(high).zip(hex_value(low)) else {
+                return false;
+            };
+            let decoded = decoded.0 << 4 | decoded.1;
+            if matches!(decoded, b'.' | b'/' | b'\\' | b'%') {
+                return false;
+            }
+            decoded
+        } else {
+            byte
         };
-        matches!(
-            (high, low.to_ascii_lowercase()),
-            (b'2', b'e') | (b'2', b'f') | (b'5', b'c') | (b'2', b'5')
-        )
-    })
+
+        if !sequence.push(decoded) {
+            return false;
+        }
+    }
+    sequence.is_complete()
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    (digit as char).to_digit(16).map(|value| value as u8)
+}
+
+/// A UTF-8 sequence being checked one decoded byte at a time, so that
+/// validating a path needs no allocation.
+#[derive(Default)]
+struct Utf8Sequence {
+    bytes: [u8; 4],
+    filled: usize,
+    expected: usize,
+}
+
+impl Utf8Sequence {
+    /// Adds a byte. Returns `false` once the bytes cannot be valid UTF-8.
+    fn push(&mut self, byte: u8) -> bool {
+        if self.filled == 0 {
+            self.expected = match byte {
+                0x00..=0x7f => return true,
+                0xc2..=0xdf => 2,
+                0xe0..=0xef => 3,
+                0xf0..=0xf4 => 4,
+                // A continuation byte without a lead byte, or a lead byte
+                // that only overlong or out-of-range sequences start with.
+                _ => return false,
+            };
+        }
+
+        self.bytes[self.filled] = byte;
+        self.filled += 1;
+        if self.filled < self.expected {
+            return true;
+        }
+
+        // The standard check rejects overlong forms and surrogates.
+        let valid = std::str::from_utf8(&self.bytes[..self.expected]).is_ok();
+        self.filled = 0;
+        valid
+    }
+
+    /// Returns `true` when no sequence was left unfinished.
+    fn is_complete(&self) -> bool {
+        self.filled == 0
+    }
 }
 
 /// Entries are compared as raw bytes, so they must be written the way the
@@ -134,8 +202,9 @@ fn validate_entry(path: &str) -> Result<(), ConfigError> {
     if path != "/" && !is_plain(path) {
         return Err(invalid(
             path,
-            "an exempt path must not contain dot or empty segments, backslashes, \";\" \
-             or percent-encoded \".\", \"/\", \"\\\" or \"%\"",
+            "an exempt path must not contain dot or empty segments, backslashes, \";\", \
+             percent-encoded \".\", \"/\", \"\\\" or \"%\", or escapes that are malformed \
+             or not UTF-8",
         ));
     }
     Ok(())
@@ -218,6 +287,44 @@ mod tests {
     }
 
     #[test]
+    fn prefix_never_covers_unclear_escapes() {
+        let paths = paths();
+        for path in [
+            "/static/%c0%ae%c0%ae/memories",
+            "/static/%C0%AE",
+            "/static/%e0%80%ae",
+            "/static/%f0%80%80%ae",
+            "/static/%ed%a0%80",
+            "/static/%80",
+            "/static/%c3",
+            "/static/%c3/",
+            "/static/%c3a",
+            "/static/%u002e%u002e/memories",
+            "/static/%",
+            "/static/%2",
+            "/static/%zz",
+            "/static/100%",
+        ] {
+            assert!(!paths.is_exempt(path), "{path:?}");
+        }
+    }
+
+    #[test]
+    fn prefix_covers_valid_escapes() {
+        let paths = paths();
+        for path in [
+            "/static/caf%C3%A9.css",
+            "/static/caf\u{e9}.css",
+            "/static/%E2%82%AC.txt",
+            "/static/%F0%9F%A6%80.png",
+            "/static/a%20b.txt",
+            "/static/%41pp.js",
+        ] {
+            assert!(paths.is_exempt(path), "{path:?}");
+        }
+    }
+
+    #[test]
     fn root_entry_exempts_only_root() {
         let paths = paths();
         assert!(paths.is_exempt("/"));
@@ -236,6 +343,8 @@ mod tests {
             "/static/../x",
             "//docs",
             "/a%2fb",
+            "/a%zz",
+            "/a%c0%ae",
         ] {
             assert!(paths.add_exact(entry).is_err(), "{entry:?}");
         }

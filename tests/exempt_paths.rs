@@ -114,6 +114,17 @@ const CASES: &[Case] = &[
     get_case("/static/.%2e/memories", Rejected),
     get_case("/static/%2e/app.js", Rejected),
     get_case("/static/%252e%252e/memories", Rejected),
+    // Escapes that some decoders read as a dot although they are not valid
+    // percent-encoded UTF-8: overlong forms and IIS-style `%u`.
+    get_case("/static/%c0%ae%c0%ae/memories", Rejected),
+    get_case("/static/%C0%AE./memories", Rejected),
+    get_case("/static/%e0%80%ae%e0%80%ae/memories", Rejected),
+    get_case("/static/%u002e%u002e/memories", Rejected),
+    get_case("/static/%uff0e%uff0e/memories", Rejected),
+    get_case("/static/%/memories", Rejected),
+    get_case("/static/%2/memories", Rejected),
+    get_case("/static/%zz", Rejected),
+    get_case("/static/%ae", Rejected),
     // Encoded `/` and `\`, raw `\`, and `;` parameters.
     get_case("/static%2fx", Rejected),
     get_case("/static%2Fmemories", Rejected),

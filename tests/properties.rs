@@ -75,11 +75,15 @@ fn model_is_exempt(path: &str) -> bool {
 }
 
 /// Dot segments, empty segments (a single trailing `/` aside), `\`, `;`,
-/// and percent-encoded `.`, `/`, `\` or `%` in any case.
+/// percent-encoded `.`, `/`, `\` or `%` in any case, and escapes that are
+/// malformed or do not decode to UTF-8.
 fn has_resolvable_piece(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
     let encoded = ["%2e", "%2f", "%5c", "%25"];
     if path.contains('\\') || path.contains(';') || encoded.iter().any(|e| lower.contains(e)) {
+        return true;
+    }
+    if percent_decode(path).is_none_or(|decoded| String::from_utf8(decoded).is_err()) {
         return true;
     }
 
@@ -87,6 +91,28 @@ fn has_resolvable_piece(path: &str) -> bool {
     let body = body.strip_suffix('/').unwrap_or(body);
     body.split('/')
         .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+}
+
+/// Decodes every `%` escape, or returns `None` when one is not `%` and two
+/// hex digits.
+fn percent_decode(path: &str) -> Option<Vec<u8>> {
+    let mut decoded = Vec::new();
+    let mut rest = path.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        if byte != b'%' {
+            decoded.push(byte);
+            rest = tail;
+            continue;
+        }
+        let hex = tail.get(..2)?;
+        if !hex.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        let hex = std::str::from_utf8(hex).ok()?;
+        decoded.push(u8::from_str_radix(hex, 16).ok()?);
+        rest = &tail[2..];
+    }
+    Some(decoded)
 }
 
 /// Pieces that paths are built from: route names, their near misses, and
@@ -114,6 +140,12 @@ const PIECES: &[&str] = &[
     "%25",
     "%252e",
     "%64ocs",
+    "%c0%ae",
+    "%C3%A9",
+    "%u002e",
+    "%",
+    "%zz",
+    "%c3",
     "\\",
     ";",
     ";x=1",
@@ -309,7 +341,7 @@ proptest! {
 
 #[test]
 fn model_matches_documented_examples() {
-    // The model itself must hold the rules it encodes, so a wrong model
+    // The model must itself follow the rules it encodes, so a wrong model
     // cannot pass the property by agreeing with a wrong matcher.
     for path in [
         "/",
@@ -318,6 +350,7 @@ fn model_matches_documented_examples() {
         "/static",
         "/static/",
         "/static/a/b.js",
+        "/static/caf%C3%A9.css",
     ] {
         assert!(model_is_exempt(path), "{path}");
     }
@@ -335,6 +368,8 @@ fn model_matches_documented_examples() {
         "/static/a;b",
         "/static\\x",
         "/static/%252e",
+        "/static/%c0%ae",
+        "/static/%u002e",
     ] {
         assert!(!model_is_exempt(path), "{path}");
     }
