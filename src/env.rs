@@ -2,9 +2,17 @@
 
 use std::env;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
 
 use crate::error::ConfigError;
+use crate::key::MAX_KEY_LEN;
+
+/// The maximum size of a key file in bytes: the maximum key length and a
+/// CRLF. Reading stops there, so a setting that names `/dev/zero` or a log
+/// file fails at once instead of filling memory.
+const MAX_KEY_FILE_LEN: usize = MAX_KEY_LEN + 2;
 
 /// A key read from the environment, with the setting it came from.
 pub(crate) struct EnvKey {
@@ -55,7 +63,7 @@ fn read_var(var: &str) -> Result<Option<String>, ConfigError> {
 /// file is the key, less one trailing line break that editors and
 /// `echo` add.
 pub(crate) fn read_key_file(setting: &str, path: PathBuf) -> Result<String, ConfigError> {
-    let mut secret = match std::fs::read_to_string(&path) {
+    let mut secret = match read_bounded(&path) {
         Ok(secret) => secret,
         Err(source) => {
             return Err(ConfigError::KeyFileRead {
@@ -79,6 +87,23 @@ pub(crate) fn read_key_file(setting: &str, path: PathBuf) -> Result<String, Conf
         });
     }
     Ok(secret)
+}
+
+/// Reads a whole file of at most [`MAX_KEY_FILE_LEN`] bytes as UTF-8.
+fn read_bounded(path: &Path) -> io::Result<String> {
+    let mut bytes = Vec::new();
+    File::open(path)?
+        .take(MAX_KEY_FILE_LEN as u64 + 1)
+        .read_to_end(&mut bytes)?;
+
+    if bytes.len() > MAX_KEY_FILE_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the file is longer than {MAX_KEY_FILE_LEN} bytes, which no key file is"),
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "the file is not valid UTF-8"))
 }
 
 #[cfg(test)]
@@ -125,6 +150,32 @@ mod tests {
             assert!(matches!(error, ConfigError::KeyFileEmpty { .. }), "{name}");
             assert!(error.to_string().starts_with("K_FILE: "), "{error}");
         }
+    }
+
+    #[test]
+    fn oversized_key_file_is_an_error() {
+        let longest = "k".repeat(MAX_KEY_LEN);
+        let path = temp_file("longest", format!("{longest}\r\n").as_bytes());
+        assert_eq!(read_key_file("K_FILE", path).unwrap(), longest);
+
+        let path = temp_file("oversized", "k".repeat(MAX_KEY_FILE_LEN + 1).as_bytes());
+        let error = read_key_file("K_FILE", path).unwrap_err();
+        assert!(
+            matches!(error, ConfigError::KeyFileRead { .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("longer than"), "{error}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn endless_key_file_is_an_error() {
+        let error = read_key_file("K_FILE", PathBuf::from("/dev/zero")).unwrap_err();
+        assert!(
+            matches!(error, ConfigError::KeyFileRead { .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("/dev/zero"), "{error}");
     }
 
     #[test]

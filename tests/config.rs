@@ -500,6 +500,27 @@ fn unreadable_key_file_names_the_path() {
     }
 }
 
+#[cfg(unix)]
+#[test]
+fn endless_key_file_is_an_error() {
+    // Reading stops after the longest possible key, so a file that never
+    // ends fails at once.
+    let var = "TAK_CONFIG_FILE_ENDLESS";
+    let error = from_file(var, OsStr::new("/dev/zero")).unwrap_err();
+
+    let message = error.to_string();
+    assert!(
+        matches!(&error, ConfigError::KeyFileRead { .. }),
+        "{error:?}"
+    );
+    assert!(
+        message.starts_with("TAK_CONFIG_FILE_ENDLESS_FILE: "),
+        "{message}"
+    );
+    assert!(message.contains("/dev/zero"), "{message}");
+    assert!(message.contains("longer than"), "{message}");
+}
+
 #[test]
 fn empty_file_var_counts_as_unset() {
     let var = "TAK_CONFIG_FILE_VAR_EMPTY";
