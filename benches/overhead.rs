@@ -5,7 +5,10 @@
 //! (`iter_batched`) to the same trivial inner service, whose future is ready
 //! on the first poll. The measured part is `poll_ready`, `call` and one poll
 //! of the response future, so the difference to `bare` is the layer's own
-//! cost. Dropping the response happens outside the measured part too.
+//! cost. The inner service drops the request inside the measured part, and
+//! criterion drops the response outside it. `bare_with_key_name` adds to
+//! `bare` only the `KeyName` insert that the layer makes on every accepted
+//! request and tower-http's check does not.
 //!
 //! ```text
 //! cargo bench --bench overhead
@@ -26,8 +29,9 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 use subtle::ConstantTimeEq;
+use tower::util::MapRequestLayer;
 use tower::{Layer, Service, service_fn};
-use tower_api_key::ApiKeyLayer;
+use tower_api_key::{ApiKeyLayer, KeyName};
 
 /// A 32-character key, the length of `openssl rand -hex 16`.
 const KEY: &str = "5d41402abc4b2a76b9719d911017c592";
@@ -54,10 +58,10 @@ fn api_key(value: &str) -> Option<(HeaderName, &str)> {
     Some((HeaderName::from_static("x-api-key"), value))
 }
 
-/// Sends `request` through `service` and returns the response status. The
-/// future must be ready on the first poll, which holds for every service
-/// here because the inner one is.
-fn send<S, B>(service: &mut S, request: Request<Body>) -> StatusCode
+/// Sends `request` through `service` and returns the response. The future
+/// must be ready on the first poll, which holds for every service here
+/// because the inner one is.
+fn send<S, B>(service: &mut S, request: Request<Body>) -> Response<B>
 where
     S: Service<Request<Body>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
@@ -69,7 +73,7 @@ where
     }
     let future = pin!(service.call(request));
     match future.poll(&mut cx) {
-        Poll::Ready(Ok(response)) => response.status(),
+        Poll::Ready(Ok(response)) => response,
         _ => panic!("the response future is not ready on the first poll"),
     }
 }
@@ -86,7 +90,7 @@ fn bench_case<S, B>(
     S: Service<Request<Body>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
-    let status = send(&mut service, make_request());
+    let status = send(&mut service, make_request()).status();
     assert_eq!(status, expected, "{name} {keys:?}");
 
     let id = match keys {
@@ -126,6 +130,21 @@ fn overhead(c: &mut Criterion) {
     let valid = || request("/memories", api_key(KEY));
 
     bench_case(&mut group, ("bare", None), inner(), valid, StatusCode::OK);
+
+    // What the layer must spend on an accepted request whatever its check
+    // costs: inserting the matched key's name into the extensions.
+    let name = KeyName::new("default").expect("the name is valid");
+    let with_key_name = MapRequestLayer::new(move |mut request: Request<Body>| {
+        request.extensions_mut().insert(name.clone());
+        request
+    });
+    bench_case(
+        &mut group,
+        ("bare_with_key_name", None),
+        with_key_name.layer(inner()),
+        valid,
+        StatusCode::OK,
+    );
     bench_case(
         &mut group,
         ("disabled", None),
