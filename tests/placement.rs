@@ -221,7 +221,7 @@ async fn outer_layer_sees_full_path() {
 }
 
 /// Every route of the example server, as in its documentation.
-const EXAMPLE_ROUTES: [(&str, &str); 12] = [
+const EXAMPLE_ROUTES: [(&str, &str); 13] = [
     ("POST", "/memories"),
     ("GET", "/memories?user_id=alice"),
     ("DELETE", "/memories?user_id=alice"),
@@ -235,6 +235,7 @@ const EXAMPLE_ROUTES: [(&str, &str); 12] = [
     ("POST", "/search"),
     ("POST", "/reset"),
     ("POST", "/configure"),
+    ("GET", "/whoami"),
     ("GET", "/no-such-route"),
     ("PATCH", "/memories"),
 ];
