@@ -179,10 +179,11 @@ impl ApiKeyLayerBuilder {
     /// Exempts a path and everything below it, at a segment boundary.
     ///
     /// `/static` exempts `/static` and `/static/app.js`, never
-    /// `/staticfoo`. A path under the prefix that contains dot or empty
-    /// segments, a backslash, a `;`, or a percent-encoded `.`, `/`, `\` or
-    /// `%` is not exempt, because a server behind the layer could resolve it
-    /// to a path outside the prefix.
+    /// `/staticfoo`. A path under the prefix is not exempt when it contains
+    /// dot or empty segments, a backslash, a `;`, a percent-encoded `.`,
+    /// `/`, `\` or `%`, a malformed escape, or escapes that do not decode to
+    /// UTF-8, because a server behind the layer could resolve it to a path
+    /// outside the prefix.
     pub fn exempt_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.exempt.push(Exempt::Prefix(prefix.into()));
         self

@@ -90,7 +90,7 @@ impl<'r> Found<'r> {
 /// Returns the token of an `Authorization: Bearer <token>` value. The
 /// scheme is case-insensitive (RFC 9110, section 11.1); the token is taken
 /// as sent, after the spaces that separate it from the scheme.
-fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+pub(crate) fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     const SCHEME: &[u8] = b"bearer";
 
     let scheme = value.get(..SCHEME.len())?;

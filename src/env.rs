@@ -63,7 +63,7 @@ fn read_var(var: &str) -> Result<Option<String>, ConfigError> {
 /// file is the key, less one trailing line break that editors and
 /// `echo` add.
 pub(crate) fn read_key_file(setting: &str, path: PathBuf) -> Result<String, ConfigError> {
-    let mut secret = match read_bounded(&path) {
+    let mut secret = match read_bounded(&path, MAX_KEY_FILE_LEN) {
         Ok(secret) => secret,
         Err(source) => {
             return Err(ConfigError::KeyFileRead {
@@ -90,16 +90,16 @@ pub(crate) fn read_key_file(setting: &str, path: PathBuf) -> Result<String, Conf
 }
 
 /// Reads a whole file of at most [`MAX_KEY_FILE_LEN`] bytes as UTF-8.
-fn read_bounded(path: &Path) -> io::Result<String> {
+pub(crate) fn read_bounded(path: &Path, max_len: usize) -> io::Result<String> {
     let mut bytes = Vec::new();
     File::open(path)?
-        .take(MAX_KEY_FILE_LEN as u64 + 1)
+        .take(max_len as u64 + 1)
         .read_to_end(&mut bytes)?;
 
-    if bytes.len() > MAX_KEY_FILE_LEN {
+    if bytes.len() > max_len {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("the file is longer than {MAX_KEY_FILE_LEN} bytes, which no key file is"),
+            format!("the file is longer than {max_len} bytes, which no key file is"),
         ));
     }
     String::from_utf8(bytes)

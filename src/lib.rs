@@ -66,9 +66,10 @@
 //! - Keys are compared in constant time with respect to the presented value,
 //!   and every configured key is compared on every request; see [`KeySet`].
 //! - Exemption is decided on `uri.path()` alone. Exact entries compare raw
-//!   bytes; prefix entries match at a segment boundary and never cover a
-//!   path with dot or empty segments, backslashes, `;`, or encoded `.`, `/`,
-//!   `\` or `%`. No request header turns authentication off.
+//!   bytes. Prefix entries match at a segment boundary and never cover a
+//!   path with dot or empty segments, backslashes, `;`, encoded `.`, `/`,
+//!   `\` or `%`, malformed escapes, or escapes that are not UTF-8. No
+//!   request header turns authentication off.
 //! - `Debug` output redacts keys; logs carry key names, never keys. The
 //!   credential header is marked sensitive before it is forwarded.
 //! - The layer does not encrypt anything: serve it behind TLS, or keys

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::{ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION, Entry, ORIGIN};
-use http::{HeaderMap, HeaderName, Method, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use tower_service::Service;
 
+use crate::credential::bearer_token;
 use crate::future::ResponseFuture;
 use crate::layer::{ApiKeyLayer, Settings};
 use crate::rejection::RejectionReason;
@@ -122,13 +123,15 @@ fn is_cors_preflight<B>(request: &Request<B>) -> bool {
 
 /// Marks every credential header sensitive so that HTTP/2 encoders and
 /// well-behaved loggers skip it, or removes them all when configured.
-/// `Authorization` is marked too when bearer tokens are accepted.
+/// `Authorization` is marked too when bearer tokens are accepted, and only
+/// its bearer tokens are removed, so other schemes still reach the inner
+/// service.
 fn protect_credential(headers: &mut HeaderMap, settings: &Settings) {
     let sources = &settings.sources;
     if settings.strip_credential {
         headers.remove(&sources.header);
         if sources.bearer {
-            headers.remove(AUTHORIZATION);
+            remove_bearer_tokens(headers);
         }
         return;
     }
@@ -136,6 +139,28 @@ fn protect_credential(headers: &mut HeaderMap, settings: &Settings) {
     mark_sensitive(headers, &sources.header);
     if sources.bearer {
         mark_sensitive(headers, &AUTHORIZATION);
+    }
+}
+
+fn remove_bearer_tokens(headers: &mut HeaderMap) {
+    let has_other_schemes = headers
+        .get_all(AUTHORIZATION)
+        .iter()
+        .any(|value| bearer_token(value.as_bytes()).is_none());
+    if !has_other_schemes {
+        headers.remove(AUTHORIZATION);
+        return;
+    }
+
+    let others: Vec<HeaderValue> = headers
+        .get_all(AUTHORIZATION)
+        .iter()
+        .filter(|value| bearer_token(value.as_bytes()).is_none())
+        .cloned()
+        .collect();
+    headers.remove(AUTHORIZATION);
+    for value in others {
+        headers.append(AUTHORIZATION, value);
     }
 }
 
@@ -523,6 +548,41 @@ mod tests {
             matches!(param, crate::ConfigError::InvalidQueryParam { .. }),
             "{param:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn strip_credential_keeps_other_authorization_schemes() {
+        let layer = ApiKeyLayer::builder()
+            .key(KEY)
+            .bearer(true)
+            .strip_credential(true)
+            .build()
+            .unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&calls);
+        let inner = service_fn(move |request: Request<Full<Bytes>>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let values: Vec<String> = request
+                .headers()
+                .get_all(AUTHORIZATION)
+                .iter()
+                .map(|value| value.to_str().unwrap().to_owned())
+                .collect();
+            async move { Ok::<_, Infallible>(Response::new(values.join("|"))) }
+        });
+
+        let request = get("/m")
+            .header(AUTHORIZATION, "Basic dXNlcjpwYXNz")
+            .header(AUTHORIZATION, format!("Bearer {KEY}"));
+        let response = ApiKeyAuth::new(inner, &layer)
+            .oneshot(empty(request))
+            .await
+            .unwrap();
+
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "Basic dXNlcjpwYXNz");
     }
 
     #[test]

@@ -3,7 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use super::{KeyName, KeySet};
+use crate::env;
 use crate::error::ConfigError;
+
+/// The largest key file read, in bytes: room for hundreds of the longest
+/// keys, while a file such as `/dev/zero` fails instead of filling memory.
+const MAX_NAMED_KEY_FILE_LEN: usize = 1 << 20;
 
 impl KeySet {
     /// Reads a key file: one `name:key` (or, with the `hashed-keys`
@@ -11,7 +16,9 @@ impl KeySet {
     ///
     /// Blank lines and lines starting with `#` are skipped, and a `\r`
     /// before the line break is removed. The key is everything after the
-    /// first `:`, so keys may contain `:` but names may not.
+    /// first `:`, so keys may contain `:` but names may not. Names are
+    /// logged, so a line holding a bare key that contains `:` would log the
+    /// part before the colon: always write the name.
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,16 +36,19 @@ impl KeySet {
     ///
     /// # Errors
     ///
-    /// Returns an error when the file cannot be read or contains no key, and
+    /// Returns an error when the file cannot be read, is larger than 1 MiB
+    /// or is not UTF-8, or contains no key, and
     /// [`ConfigError::KeyFileLine`] with the line number for a malformed
     /// line, an invalid or repeated name, or an unusable key. No error shows
     /// a key or a line's text.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::KeyFileRead {
-            setting: String::new(),
-            path: path.to_owned(),
-            source,
+        let text = env::read_bounded(path, MAX_NAMED_KEY_FILE_LEN).map_err(|source| {
+            ConfigError::KeyFileRead {
+                setting: String::new(),
+                path: path.to_owned(),
+                source,
+            }
         })?;
         parse(&text, path)
     }
@@ -131,5 +141,25 @@ mod tests {
             matches!(error, ConfigError::KeyFileNoKeys { .. }),
             "{error:?}"
         );
+    }
+
+    #[test]
+    fn oversized_file_is_an_error() {
+        let path =
+            std::env::temp_dir().join(format!("tower-api-key-big-{}.keys", std::process::id()));
+        let line = format!("# {}\n", "x".repeat(1021));
+        std::fs::write(&path, line.repeat(1025)).unwrap();
+
+        let error = KeySet::from_file(&path).unwrap_err();
+
+        assert!(
+            matches!(error, ConfigError::KeyFileRead { .. }),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().contains("longer than 1048576 bytes"),
+            "{error}"
+        );
+        std::fs::remove_file(&path).unwrap();
     }
 }
