@@ -79,6 +79,12 @@
 //!
 //! Through [`tracing`]: once at construction (enabled, disabled, short
 //! keys), and a `debug!` for each rejection with method, path and reason.
+//!
+//! # Feature flags
+//!
+//! - `hashed-keys` (off by default): keys configured as `sha256:<64 hex
+//!   digits>` are stored as that digest, so the plaintext never sits in the
+//!   environment or a file. Adds RustCrypto's `sha2` as a dependency.
 
 #![forbid(unsafe_code)]
 #![warn(
