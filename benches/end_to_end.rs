@@ -2,18 +2,25 @@
 //! latency with authentication disabled, with a valid key, and with a wrong
 //! key.
 //!
-//! The server (`examples/server/app.rs`) runs on one tokio worker thread and
-//! listens on `127.0.0.1:0`. The load generator runs on another: a fixed
-//! number of HTTP/1.1 keep-alive connections, each sending
-//! `GET /memories?user_id=bench` (three stored memories) and reading the
-//! whole response before sending the next request. Each scenario runs for a
-//! fixed time, capped at a fixed number of requests. The three scenarios
-//! take turns over several rounds, so that other work on the machine weighs
-//! on all of them alike. The figures are the medians over the rounds.
+//! The server runs on one tokio worker thread and listens on `127.0.0.1:0`.
+//! It serves either the example app as `cargo run --example server` does
+//! (`app::app` from `examples/server/app.rs`), or the same routes behind the
+//! layer alone (`app::router` plus the layer, without the app's middleware
+//! that logs each accepted key's name), which isolates the layer's cost.
+//!
+//! The load generator runs on another thread: a fixed number of HTTP/1.1
+//! keep-alive connections, each sending `GET /memories?user_id=bench` (three
+//! stored memories) with an `X-API-Key` header and reading the whole
+//! response before sending the next request. The disabled scenarios receive
+//! the valid key too, so scenarios differ only in the server. Each scenario
+//! runs for a fixed time, capped at a fixed number of requests. The
+//! scenarios take turns over several rounds, so that other work on the
+//! machine weighs on all of them alike. The figures are the medians over the
+//! rounds, and each throughput ratio is the median of the rounds' own ratios.
 //!
 //! ```text
 //! cargo bench --bench end_to_end
-//! cargo bench --bench end_to_end -- --seconds 10 --rounds 5 --connections 16
+//! cargo bench --bench end_to_end -- --seconds 5 --rounds 20 --connections 16
 //! ```
 //!
 //! Without `--bench` on the command line (as under `cargo test --benches`)
@@ -26,6 +33,7 @@ mod app;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -57,19 +65,41 @@ fn main() {
     }
 
     let scenarios = [
-        Scenario::new(
-            "auth disabled",
-            ApiKeyLayer::disabled(),
-            None,
-            StatusCode::OK,
-        ),
-        Scenario::new("valid key", enabled_layer(), Some(KEY), StatusCode::OK),
-        Scenario::new(
-            "wrong key",
-            enabled_layer(),
-            Some(WRONG_KEY),
-            StatusCode::UNAUTHORIZED,
-        ),
+        Scenario {
+            name: "app, disabled",
+            app: app::app,
+            layer: ApiKeyLayer::disabled(),
+            key: KEY,
+            expected: StatusCode::OK,
+        },
+        Scenario {
+            name: "app, valid key",
+            app: app::app,
+            layer: enabled_layer(),
+            key: KEY,
+            expected: StatusCode::OK,
+        },
+        Scenario {
+            name: "app, wrong key",
+            app: app::app,
+            layer: enabled_layer(),
+            key: WRONG_KEY,
+            expected: StatusCode::UNAUTHORIZED,
+        },
+        Scenario {
+            name: "router, disabled",
+            app: router_with_layer,
+            layer: ApiKeyLayer::disabled(),
+            key: KEY,
+            expected: StatusCode::OK,
+        },
+        Scenario {
+            name: "router, valid key",
+            app: router_with_layer,
+            layer: enabled_layer(),
+            key: KEY,
+            expected: StatusCode::OK,
+        },
     ];
 
     let client = tokio::runtime::Builder::new_current_thread()
@@ -78,9 +108,13 @@ fn main() {
         .expect("the client runtime starts");
     let mut results: Vec<Vec<Round>> = scenarios.iter().map(|_| Vec::new()).collect();
 
-    for _ in 0..options.rounds {
-        for (scenario, rounds) in scenarios.iter().zip(&mut results) {
-            let server = Server::start(scenario.layer.clone());
+    for round_index in 0..options.rounds {
+        // Each round starts with the next scenario, so that none always
+        // runs first or last.
+        for offset in 0..scenarios.len() {
+            let index = (round_index + offset) % scenarios.len();
+            let scenario = &scenarios[index];
+            let server = Server::start((scenario.app)(scenario.layer.clone()));
             client.block_on(seed(server.address));
             client.block_on(load(scenario, server.address, options.connections, WARM_UP));
             let round = client.block_on(load(
@@ -90,29 +124,55 @@ fn main() {
                 options.duration,
             ));
             server.stop();
-            rounds.push(round);
+            results[index].push(round);
         }
     }
 
     println!(
-        "{:<14} {:>10} {:>12} {:>10} {:>10}",
+        "{:<18} {:>10} {:>12} {:>10} {:>10}  req/s per round",
         "scenario", "requests", "req/s", "p50", "p99"
     );
-    let mut throughput = Vec::new();
     for (scenario, rounds) in scenarios.iter().zip(&results) {
         let requests: usize = rounds.iter().map(|round| round.latencies.len()).sum();
         let per_second = median(rounds.iter().map(Round::per_second).collect());
         let p50 = median(rounds.iter().map(|round| round.percentile(0.50)).collect());
         let p99 = median(rounds.iter().map(|round| round.percentile(0.99)).collect());
+        let per_round: Vec<String> = rounds
+            .iter()
+            .map(|round| format!("{:.0}", round.per_second()))
+            .collect();
         println!(
-            "{:<14} {:>10} {:>12.0} {:>8.1}µs {:>8.1}µs",
-            scenario.name, requests, per_second, p50, p99
+            "{:<18} {:>10} {:>12.0} {:>8.1}µs {:>8.1}µs  {}",
+            scenario.name,
+            requests,
+            per_second,
+            p50,
+            p99,
+            per_round.join(" ")
         );
-        throughput.push(per_second);
     }
+
+    // Paired by round, because a round's scenarios run close together in
+    // time and so share most of the machine's other load.
+    print_ratio("app: valid key / disabled", &results[1], &results[0]);
+    print_ratio("router: valid key / disabled", &results[4], &results[3]);
+    println!("target: the app's ratio at least 97%");
+}
+
+fn print_ratio(label: &str, valid: &[Round], disabled: &[Round]) {
+    let ratios: Vec<f64> = valid
+        .iter()
+        .zip(disabled)
+        .map(|(valid, disabled)| valid.per_second() / disabled.per_second())
+        .collect();
+    let per_round: Vec<String> = ratios
+        .iter()
+        .map(|ratio| format!("{:.1}", 100.0 * ratio))
+        .collect();
     println!(
-        "valid key / auth disabled: {:.1}% (target: at least 97%)",
-        100.0 * throughput[1] / throughput[0]
+        "{label}, median of the rounds: {:.1}%; per round: {}",
+        100.0 * median(ratios),
+        per_round.join(" ")
     );
 }
 
@@ -143,10 +203,10 @@ impl Options {
 
         let duration = match (seconds, full) {
             (Some(seconds), _) => Duration::from_secs(seconds as u64),
-            (None, true) => Duration::from_secs(5),
+            (None, true) => Duration::from_secs(2),
             (None, false) => Duration::from_millis(200),
         };
-        let rounds = rounds.unwrap_or(if full { 3 } else { 1 });
+        let rounds = rounds.unwrap_or(if full { 10 } else { 1 });
         Self {
             connections,
             duration,
@@ -170,33 +230,27 @@ fn enabled_layer() -> ApiKeyLayer {
         .expect("the bench configuration is valid")
 }
 
-/// One way of calling the server.
+/// One server configuration and the key its clients send.
 struct Scenario {
     name: &'static str,
+    /// Builds the served app around the layer.
+    app: fn(ApiKeyLayer) -> Router,
     layer: ApiKeyLayer,
-    key: Option<&'static str>,
+    /// Sent in `X-API-Key`, also where authentication is disabled, so that
+    /// the scenarios differ only in the server.
+    key: &'static str,
     expected: StatusCode,
 }
 
-impl Scenario {
-    fn new(
-        name: &'static str,
-        layer: ApiKeyLayer,
-        key: Option<&'static str>,
-        expected: StatusCode,
-    ) -> Self {
-        Self {
-            name,
-            layer,
-            key,
-            expected,
-        }
-    }
+/// The example's routes behind the layer alone, without the middleware
+/// that `app::app` adds to log each accepted key's name.
+fn router_with_layer(layer: ApiKeyLayer) -> Router {
+    app::router(app::Store::default()).layer(layer)
 }
 
 // ==== server ====
 
-/// The example app on an ephemeral loopback port, on a runtime of its own.
+/// An app on an ephemeral loopback port, on a runtime of its own.
 struct Server {
     address: SocketAddr,
     shutdown: oneshot::Sender<()>,
@@ -205,7 +259,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(layer: ApiKeyLayer) -> Self {
+    fn start(app: Router) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -218,7 +272,7 @@ impl Server {
 
         let (shutdown, signal) = oneshot::channel::<()>();
         let task = runtime.spawn(async move {
-            axum::serve(listener, app::app(layer))
+            axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = signal.await;
                 })
@@ -344,11 +398,10 @@ async fn load(
             let mut connection = Connection::open(address).await;
             let mut latencies = Vec::new();
             while Instant::now() < deadline && latencies.len() < per_connection {
-                let mut request = Request::get(format!("http://{address}{PATH}"));
-                if let Some(key) = key {
-                    request = request.header("x-api-key", key);
-                }
-                let request = request.body(Full::default()).expect("the request is valid");
+                let request = Request::get(format!("http://{address}{PATH}"))
+                    .header("x-api-key", key)
+                    .body(Full::default())
+                    .expect("the request is valid");
 
                 let sent = Instant::now();
                 let response = connection
