@@ -383,7 +383,8 @@ fn run(pair: &mut Pair, measurements: usize) -> PairResult {
     let buffer_len = pair.presented.iter().map(Vec::len).max().unwrap_or(0);
     let mut buffer = vec![0u8; buffer_len];
 
-    for i in 0..WARM_UP_CALLS {
+    // No more warm-up calls than measurements, so that a short run stays short.
+    for i in 0..WARM_UP_CALLS.min(measurements) {
         let class = i % 2;
         let input = load(&mut buffer, &pair.presented[class]);
         pair.operation.prepare(class);
