@@ -9,9 +9,10 @@
 
 mod common;
 
+use std::cell::RefCell;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, Once, PoisonError};
 
 use axum::Router;
 use axum::http::header::CONTENT_TYPE;
@@ -349,7 +350,7 @@ async fn accepted_request_logs_key_name() {
     let sources = sources_from_env(None, Some(path_str(&path))).unwrap();
     let app = app::app(layer_from(&sources));
     let buffer = LogBuffer::default();
-    let _default = tracing::subscriber::set_default(subscriber(&buffer));
+    let _capture = CaptureGuard::start(&buffer);
 
     let response = call(&app, &whoami(), Some(CI_KEY)).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -394,24 +395,67 @@ impl io::Write for LogBuffer {
     }
 }
 
-/// Builds a subscriber that records every event in `buffer` as a
-/// plain-text line starting with its level.
-fn subscriber(buffer: &LogBuffer) -> impl tracing::Subscriber + Send + Sync + 'static {
-    let writer = buffer.clone();
-    tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(Level::TRACE)
-        .with_ansi(false)
-        .without_time()
-        .with_target(false)
-        .finish()
+thread_local! {
+    /// Where the global subscriber writes this thread's events, if anywhere.
+    static CAPTURE: RefCell<Option<LogBuffer>> = const { RefCell::new(None) };
 }
 
-/// Runs `action` with a subscriber for the current thread only, and returns
-/// the lines it logged.
+/// Writes to the current thread's capture buffer, or nowhere.
+struct ThreadWriter;
+
+impl io::Write for ThreadWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        CAPTURE.with(|capture| match capture.borrow_mut().as_mut() {
+            Some(buffer) => buffer.write(bytes),
+            None => Ok(bytes.len()),
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures this thread's events into a buffer until dropped.
+///
+/// One global subscriber serves every test, and each test thread picks its
+/// own buffer. Per-thread subscribers (`set_default`) share tracing's
+/// process-wide callsite cache, and with tests running in parallel an event
+/// was sometimes dropped from the capturing thread.
+struct CaptureGuard;
+
+impl CaptureGuard {
+    fn start(buffer: &LogBuffer) -> Self {
+        static INSTALL: Once = Once::new();
+        INSTALL.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(|| ThreadWriter)
+                .with_max_level(Level::TRACE)
+                .with_ansi(false)
+                .without_time()
+                .with_target(false)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in this test binary");
+        });
+        CAPTURE.with(|capture| *capture.borrow_mut() = Some(buffer.clone()));
+        Self
+    }
+}
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        CAPTURE.with(|capture| *capture.borrow_mut() = None);
+    }
+}
+
+/// Runs `action` with this thread's events captured, and returns the lines
+/// it logged.
 fn capture_logs(action: impl FnOnce()) -> Vec<String> {
     let buffer = LogBuffer::default();
-    tracing::subscriber::with_default(subscriber(&buffer), action);
+    let capture = CaptureGuard::start(&buffer);
+    action();
+    drop(capture);
     buffer.lines()
 }
 
