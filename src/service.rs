@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION, Entry, ORIGIN};
+use http::header::{ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION, ORIGIN};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use tower_service::Service;
 
@@ -165,12 +165,22 @@ fn remove_bearer_tokens(headers: &mut HeaderMap) {
 }
 
 fn mark_sensitive(headers: &mut HeaderMap, name: &HeaderName) {
-    // `try_entry` fails only for a map at its maximum size (about 32,000
-    // entries). The value then stays unmarked, which changes no decision,
-    // where `entry` would panic.
-    if let Ok(Entry::Occupied(mut entry)) = headers.try_entry(name) {
-        for value in entry.iter_mut() {
-            value.set_sensitive(true);
+    // Not through `entry`: it reserves room for one more header first, and
+    // so allocates for a map that is empty or full even when the header is
+    // absent. `get_mut` and `iter_mut` never allocate.
+    match headers.get_all(name).iter().count() {
+        0 => {}
+        1 => {
+            if let Some(value) = headers.get_mut(name) {
+                value.set_sensitive(true);
+            }
+        }
+        _ => {
+            for (header, value) in headers.iter_mut() {
+                if header == name {
+                    value.set_sensitive(true);
+                }
+            }
         }
     }
 }
