@@ -1,9 +1,10 @@
 //! Named keys, key files, rotation through `KeySetHandle`, expiry and
 //! hashed keys, through a real axum router.
 
+mod support;
+
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
@@ -11,6 +12,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use support::LogCapture;
 use tower::ServiceExt;
 use tower_api_key::{ApiKeyLayer, ConfigError, KeyName, KeySet};
 
@@ -47,38 +49,6 @@ fn key_file(name: &str, contents: &str) -> PathBuf {
         .write_all(contents.as_bytes())
         .unwrap();
     path
-}
-
-/// A tracing writer that keeps everything in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
 }
 
 #[tokio::test]
@@ -146,7 +116,7 @@ async fn broken_reload_keeps_old_set() {
 
 #[tokio::test]
 async fn expired_key_is_rejected_and_logged_once() {
-    let (logs, _guard) = capture_logs();
+    let (logs, _guard) = LogCapture::start(tracing::Level::TRACE);
     let mut keys = KeySet::new();
     keys.insert_with_expiry("old", OPS_KEY, SystemTime::now() - Duration::from_secs(1))
         .unwrap();

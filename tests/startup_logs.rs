@@ -1,53 +1,21 @@
-//! The messages the layer logs when it is built, captured from a `tracing`
-//! subscriber installed for the current thread only.
+//! The messages the layer logs when it is built, captured per test thread
+//! from a `tracing` subscriber.
 
 mod common;
-
-use std::io;
-use std::sync::{Arc, Mutex, PoisonError};
+mod support;
 
 use common::{KEY, app, auth_layer};
+use support::LogCapture;
 use tower_api_key::ApiKeyLayer;
 use tracing::Level;
 
-/// An in-memory log destination that every clone appends to.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for LogBuffer {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Runs `build` with a subscriber that records every event as a plain-text
-/// line starting with its level, and returns the lines.
+/// Runs `build` with this thread's events captured, and returns the
+/// logged lines, each starting with its level.
 fn capture_logs<T>(build: impl FnOnce() -> T) -> Vec<String> {
-    let buffer = LogBuffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(Level::TRACE)
-        .with_ansi(false)
-        .without_time()
-        .with_target(false)
-        .finish();
-
-    drop(tracing::subscriber::with_default(subscriber, build));
-
-    let bytes = buffer.0.lock().unwrap_or_else(PoisonError::into_inner);
-    String::from_utf8_lossy(&bytes)
-        .lines()
-        .map(|line| line.trim_start().to_owned())
-        .collect()
+    let (capture, guard) = LogCapture::start(Level::TRACE);
+    drop(build());
+    drop(guard);
+    capture.lines()
 }
 
 /// Returns the lines logged at `level` that contain `text`.
