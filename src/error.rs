@@ -30,6 +30,13 @@ pub enum ConfigError {
         /// The name used twice.
         name: String,
     },
+    /// The same key is configured under two names.
+    DuplicateKey {
+        /// The name of the key being added.
+        name: String,
+        /// The name the key is already configured under.
+        other: String,
+    },
     /// An environment variable holds bytes that are not valid UTF-8.
     EnvNotUnicode {
         /// The variable's name.
@@ -160,6 +167,11 @@ impl fmt::Display for ConfigError {
             Self::DuplicateKeyName { name } => write!(
                 f,
                 "the key name {name:?} is used twice; give each key its own name"
+            ),
+            Self::DuplicateKey { name, other } => write!(
+                f,
+                "the key `{name}` is the same key as `{other}`; give each client its own key, \
+                 so that logs and handlers can tell them apart"
             ),
             Self::EnvNotUnicode { var } => write!(
                 f,

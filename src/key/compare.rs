@@ -36,6 +36,11 @@ impl PaddedKey {
         self.len
     }
 
+    /// Returns the key's bytes, for checks at configuration time only.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
     /// Compares the key with `presented` in time that depends only on
     /// `presented.len()`.
     ///

@@ -244,6 +244,7 @@ impl KeySet {
                 name: name.as_str().to_owned(),
             });
         }
+        self.check_not_present(&name, &secret)?;
 
         #[cfg(feature = "hashed-keys")]
         if matches!(secret, Secret::Sha256(_)) {
@@ -273,6 +274,9 @@ impl KeySet {
                 name: duplicate.as_str().to_owned(),
             });
         }
+        for entry in &other.entries {
+            self.check_not_present(&entry.name, &entry.secret)?;
+        }
 
         #[cfg(feature = "hashed-keys")]
         {
@@ -280,6 +284,24 @@ impl KeySet {
         }
         self.entries.extend(other.entries);
         Ok(())
+    }
+
+    /// Rejects a key that is already in the set under another name, because
+    /// a request sending it could not be told apart: it would reach handlers
+    /// under only one of the names. This runs at configuration time, so a
+    /// plain comparison reveals nothing to a client.
+    fn check_not_present(&self, name: &KeyName, secret: &Secret) -> Result<(), ConfigError> {
+        let duplicate = self
+            .entries
+            .iter()
+            .find(|entry| same_key(&entry.secret, secret));
+        match duplicate {
+            Some(entry) => Err(ConfigError::DuplicateKey {
+                name: name.as_str().to_owned(),
+                other: entry.name.as_str().to_owned(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Returns the number of keys.
@@ -415,6 +437,18 @@ fn parse_secret(secret: &str) -> Result<Secret, KeyProblem> {
     }
 }
 
+/// Returns `true` when both secrets accept the same presented value.
+fn same_key(left: &Secret, right: &Secret) -> bool {
+    match (left, right) {
+        (Secret::Plain(left), Secret::Plain(right)) => left.as_bytes() == right.as_bytes(),
+        #[cfg(feature = "hashed-keys")]
+        (Secret::Sha256(left), Secret::Sha256(right)) => left == right,
+        #[cfg(feature = "hashed-keys")]
+        (Secret::Plain(plain), Secret::Sha256(digest))
+        | (Secret::Sha256(digest), Secret::Plain(plain)) => sha256(plain.as_bytes()) == *digest,
+    }
+}
+
 #[cfg(feature = "hashed-keys")]
 fn sha256(data: &[u8]) -> [u8; 32] {
     use sha2::Digest;
@@ -486,6 +520,26 @@ mod tests {
                 other => panic!("unexpected error {other:?} for {secret:?}"),
             }
         }
+    }
+
+    #[test]
+    fn insert_rejects_same_key_under_another_name() {
+        let mut keys = set(&[("ci", "shared-key-0123456789")]);
+        let error = keys.insert("x", "shared-key-0123456789").unwrap_err();
+        assert!(
+            matches!(error, ConfigError::DuplicateKey { .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("`x`"), "{error}");
+        assert!(!error.to_string().contains("shared-key"), "{error}");
+
+        let mut other = KeySet::new();
+        other.insert("y", "shared-key-0123456789").unwrap();
+        assert!(matches!(
+            keys.merge(other),
+            Err(ConfigError::DuplicateKey { .. })
+        ));
+        assert_eq!(keys.len(), 1);
     }
 
     #[test]
@@ -564,6 +618,13 @@ mod tests {
         );
         assert_eq!(keys.verify(format!("sha256:{digest}").as_bytes()), None);
         assert!(!format!("{keys:?}").contains(&digest));
+
+        let mut keys = keys;
+        let error = keys.insert("again", plaintext).unwrap_err();
+        assert!(
+            matches!(error, ConfigError::DuplicateKey { .. }),
+            "{error:?}"
+        );
     }
 
     #[cfg(feature = "hashed-keys")]
