@@ -343,7 +343,15 @@ fn pairs() -> Vec<Pair> {
 
     // With several keys, every key is compared: a match on the first key
     // must cost what a match on the last one does.
-    let keys: Vec<Vec<u8>> = (0..8).map(|seed| make_key(32, seed)).collect();
+    // The keys share one pattern and differ in their first byte, so no two
+    // are equal (a key set rejects the same key under two names).
+    let keys: Vec<Vec<u8>> = (0..8u8)
+        .map(|index| {
+            let mut key = make_key(32, 1);
+            key[0] = b'A' + index;
+            key
+        })
+        .collect();
     let mut set = KeySet::new();
     for (i, key) in keys.iter().enumerate() {
         let secret = String::from_utf8(key.clone()).expect("keys are ASCII");
