@@ -179,11 +179,11 @@ impl ApiKeyLayerBuilder {
     /// Exempts a path and everything below it, at a segment boundary.
     ///
     /// `/static` exempts `/static` and `/static/app.js`, never
-    /// `/staticfoo`. A path under the prefix is not exempt when it contains
-    /// dot or empty segments, a backslash, a `;`, a percent-encoded `.`,
-    /// `/`, `\` or `%`, a malformed escape, or escapes that do not decode to
-    /// UTF-8, because a server behind the layer could resolve it to a path
-    /// outside the prefix.
+    /// `/staticfoo`. A server behind the layer could resolve some paths
+    /// under the prefix to a path outside it, so these are not exempt:
+    /// paths with dot or empty segments, a backslash, a `;`, a
+    /// percent-encoded `.`, `/`, `\` or `%`, a malformed escape, or escapes
+    /// that do not decode to UTF-8.
     pub fn exempt_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.exempt.push(Exempt::Prefix(prefix.into()));
         self
@@ -194,8 +194,8 @@ impl ApiKeyLayerBuilder {
     /// A preflight is an `OPTIONS` request with both an `Origin` and an
     /// `Access-Control-Request-Method` header; browsers never send
     /// credentials on it. Set this only when a CORS layer sits inside this
-    /// one and must answer preflights; with the CORS layer outside, as
-    /// recommended, it answers them before they reach this layer. Any other
+    /// one and must respond to preflights. With the CORS layer outside, as
+    /// recommended, it responds to them before they reach this layer. Any other
     /// `OPTIONS` request is checked like a `GET`.
     pub fn allow_cors_preflight(mut self, allow: bool) -> Self {
         self.allow_cors_preflight = allow;
@@ -261,10 +261,10 @@ impl ApiKeyLayerBuilder {
 
     /// Validates the configuration, logs it, and builds the layer.
     ///
-    /// Logs once, through `tracing`: an `info!` with the header, the number
-    /// of keys and the exempt paths; or, with no key, a `warn!` that the
-    /// service is UNSECURED; and a `warn!` for each key shorter than 16
-    /// characters.
+    /// Logs once, through `tracing`. With keys, an `info!` names the
+    /// credential sources, the number and names of the keys and the exempt
+    /// paths, and a `warn!` names each key shorter than 16 characters.
+    /// Without a key, a `warn!` says that the service is UNSECURED.
     ///
     /// # Errors
     ///
@@ -334,7 +334,7 @@ impl ApiKeyLayerBuilder {
     }
 
     /// Resolves every key source. Returns the keys found and the settings
-    /// that were looked at, for the message when none holds a key.
+    /// that were looked at, for the message when none contains a key.
     fn collect_keys(&self) -> Result<(KeySet, Vec<String>), ConfigError> {
         let mut keys = KeySet::new();
         let mut checked = Vec::new();
@@ -394,8 +394,8 @@ fn check_query_param(param: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// A realm becomes a quoted string in a header, so it may not contain
-/// quotes, backslashes or control characters.
+/// Rejects a realm with quotes, backslashes or control characters, because
+/// it becomes a quoted string in a header.
 fn check_realm(realm: &str) -> Result<(), ConfigError> {
     let valid = realm.bytes().all(|byte| {
         (byte == b' ' || crate::key::is_visible_ascii(byte)) && byte != b'"' && byte != b'\\'

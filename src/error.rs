@@ -15,9 +15,9 @@ use crate::key::MAX_KEY_LEN;
 pub enum ConfigError {
     /// A configured key could not be sent by any client unchanged.
     InvalidKey {
-        /// Where the key came from, such as `ADMIN_API_KEY` or ``key `ci` ``.
+        /// The source of the key, such as `ADMIN_API_KEY` or ``key `ci` ``.
         setting: String,
-        /// What is wrong with it.
+        /// The problem with the key.
         problem: KeyProblem,
     },
     /// A key name is empty, too long, or not visible ASCII.
@@ -37,7 +37,7 @@ pub enum ConfigError {
         /// The name the key is already configured under.
         other: String,
     },
-    /// An environment variable holds bytes that are not valid UTF-8.
+    /// An environment variable contains bytes that are not valid UTF-8.
     EnvNotUnicode {
         /// The variable's name.
         var: String,
@@ -57,14 +57,14 @@ pub enum ConfigError {
         /// The underlying error.
         source: io::Error,
     },
-    /// A key file is empty, or holds only a line break.
+    /// A key file is empty, or contains only a line break.
     KeyFileEmpty {
         /// The setting that named the file.
         setting: String,
         /// The file's path.
         path: PathBuf,
     },
-    /// A key file of named keys holds no key.
+    /// A key file of named keys contains no key.
     KeyFileNoKeys {
         /// The file's path.
         path: PathBuf,
@@ -75,7 +75,7 @@ pub enum ConfigError {
         path: PathBuf,
         /// The line number, starting at 1.
         line: usize,
-        /// What is wrong with the line.
+        /// The problem with the line.
         problem: String,
     },
     /// The credential header name is not a valid HTTP header name.
@@ -98,7 +98,7 @@ pub enum ConfigError {
     InvalidExemptPath {
         /// The rejected path.
         path: String,
-        /// Why it was rejected.
+        /// The reason for the rejection.
         reason: &'static str,
     },
     /// [`ApiKeyLayerBuilder::require_key`](crate::ApiKeyLayerBuilder::require_key)
@@ -109,7 +109,7 @@ pub enum ConfigError {
     },
 }
 
-/// What makes a configured key unusable.
+/// The reason a configured key is unusable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyProblem {

@@ -199,7 +199,7 @@ impl KeySet {
     /// Adds the key found in the environment variable `var`, or in the file
     /// named by `{var}_FILE`, under a name.
     ///
-    /// Returns `Ok(false)` and adds nothing when neither holds a key (unset,
+    /// Returns `Ok(false)` and adds nothing when neither contains a key (unset,
     /// empty or whitespace-only). A file loses one trailing line break.
     ///
     /// # Errors
@@ -287,8 +287,8 @@ impl KeySet {
     }
 
     /// Rejects a key that is already in the set under another name, because
-    /// a request sending it could not be told apart: it would reach handlers
-    /// under only one of the names. This runs at configuration time, so a
+    /// the requests sending it would reach handlers under only one of the
+    /// names. This runs at configuration time, so a
     /// plain comparison reveals nothing to a client.
     fn check_not_present(&self, name: &KeyName, secret: &Secret) -> Result<(), ConfigError> {
         let duplicate = self
@@ -309,7 +309,7 @@ impl KeySet {
         self.entries.len()
     }
 
-    /// Returns `true` when the set holds no key.
+    /// Returns `true` when the set contains no key.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
