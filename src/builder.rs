@@ -180,8 +180,8 @@ impl ApiKeyLayerBuilder {
     ///
     /// `/static` exempts `/static` and `/static/app.js`, never
     /// `/staticfoo`. A server behind the layer could resolve some paths
-    /// under the prefix to a path outside it, so these are not exempt:
-    /// paths with dot or empty segments, a backslash, a `;`, a
+    /// under the prefix to a path outside it, so those are not exempt. They
+    /// are paths with dot or empty segments, a backslash, a `;`, a
     /// percent-encoded `.`, `/`, `\` or `%`, a malformed escape, or escapes
     /// that do not decode to UTF-8.
     pub fn exempt_prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -264,7 +264,7 @@ impl ApiKeyLayerBuilder {
     /// Logs once, through `tracing`. With keys, an `info!` names the
     /// credential sources, the number and names of the keys and the exempt
     /// paths, and a `warn!` names each key shorter than 16 characters.
-    /// Without a key, a `warn!` says that the service is UNSECURED.
+    /// Without a key, a `warn!` states that the service is UNSECURED.
     ///
     /// # Errors
     ///

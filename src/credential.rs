@@ -2,7 +2,7 @@
 //!
 //! The key header is always a source. `Authorization: Bearer` and a query
 //! parameter are opt-in. A request may present the key in several sources
-//! only when they all carry the same value; a source repeated, or two
+//! only when they all carry the same value. A repeated source, or two
 //! sources that disagree, is ambiguous, because a proxy in front may have
 //! read a different value than this layer would.
 

@@ -22,7 +22,7 @@ pub(crate) struct EnvKey {
 
 /// Reads the key from `var`, or from the file named by `{var}_FILE`.
 ///
-/// Returns `Ok(None)` when neither holds a key: `var` unset, empty or
+/// Returns `Ok(None)` when neither contains a key: `var` unset, empty or
 /// whitespace-only, and `{var}_FILE` unset or empty. Setting both is an
 /// error, because silently preferring one hides a deployment mistake.
 pub(crate) fn read_key(var: &str) -> Result<Option<EnvKey>, ConfigError> {

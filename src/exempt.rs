@@ -1,9 +1,9 @@
 //! Paths that skip authentication, matched so that they fail closed.
 //!
-//! A request path is exempt when it equals an exact entry byte for byte, or
-//! when it sits under a prefix entry at a segment boundary and contains
-//! nothing that a router, proxy or file server behind the layer could
-//! resolve to another path. Nothing is decoded or normalised: a path that
+//! A request path is exempt when it equals an exact entry byte for byte. It
+//! is also exempt when it sits under a prefix entry at a segment boundary
+//! and contains nothing that a router, proxy or file server behind the
+//! layer could resolve to another path. Nothing is decoded or normalised: a path that
 //! would need either is simply not exempt, and so gets checked.
 
 use crate::error::ConfigError;

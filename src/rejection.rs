@@ -1,4 +1,4 @@
-//! Why a request was rejected, and the default `401` response.
+//! Rejection reasons, and the default `401` response.
 
 use std::fmt;
 
@@ -9,7 +9,7 @@ use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
-/// Why a request was rejected.
+/// The reason a request was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RejectionReason {
@@ -44,7 +44,7 @@ impl fmt::Display for RejectionReason {
 pub(crate) type RejectFn =
     dyn Fn(RejectionReason, &Parts) -> Response<Bytes> + Send + Sync + 'static;
 
-/// How rejections are answered: the built-in responses, or the user's for
+/// The rejection builder: the built-in responses, or the user's for
 /// requests other than gRPC.
 #[derive(Clone)]
 pub(crate) struct Rejecter {

@@ -21,7 +21,7 @@ use crate::rejection::RejectionReason;
 /// 2. the path is exempt: forward;
 /// 3. exactly one credential header whose value equals a configured key:
 ///    insert the key's [`KeyName`](crate::KeyName) into the request extensions and forward;
-/// 4. otherwise: answer `401 Unauthorized` with `WWW-Authenticate: ApiKey`
+/// 4. otherwise: respond `401 Unauthorized` with `WWW-Authenticate: ApiKey`
 ///    and never call the inner service.
 ///
 /// Forwarded requests have their credential header marked sensitive, or
@@ -110,7 +110,7 @@ where
     }
 }
 
-/// A CORS preflight: `OPTIONS` with `Origin` and
+/// Returns `true` for a CORS preflight: `OPTIONS` with `Origin` and
 /// `Access-Control-Request-Method`, which browsers send without
 /// credentials.
 fn is_cors_preflight<B>(request: &Request<B>) -> bool {

@@ -4,7 +4,7 @@ use std::fmt;
 
 use subtle::{Choice, ConstantTimeEq};
 
-/// The longest key that can be configured, in bytes.
+/// The maximum length of a configured key, in bytes.
 ///
 /// Every key is stored zero-padded to this length, so a comparison reads
 /// the same bytes whatever the key's length, and a presented value longer
@@ -46,8 +46,8 @@ impl PaddedKey {
     ///
     /// The loop XORs the presented bytes with the same number of bytes of
     /// the padded key and ORs the results together, with no branch on the
-    /// data, so it reads the same memory and does the same work whatever
-    /// the key's contents and length. The lengths are compared separately,
+    /// data. So it reads the same memory and does the same work whatever the
+    /// key's contents and length. The lengths are compared separately,
     /// so a prefix of the key, or the key followed by zero bytes, fails.
     pub(crate) fn ct_eq(&self, presented: &[u8]) -> Choice {
         let Some(padded) = self.bytes.get(..presented.len()) else {

@@ -11,8 +11,8 @@ use super::{KeyName, KeySet};
 /// its keys through the same handle; get it with
 /// [`ApiKeyLayer::key_set_handle`](crate::ApiKeyLayer::key_set_handle).
 /// [`replace`](Self::replace) swaps the whole set at once. Each request is
-/// checked against one set, the old or the new, never a mix; a request
-/// that was checked before the swap goes on with the answer it got.
+/// checked against one set, the old or the new, never a mix. A request
+/// that was checked before the swap keeps the result it got.
 ///
 /// ```
 /// use tower_api_key::{ApiKeyLayer, KeySet};

@@ -103,7 +103,7 @@ impl fmt::Debug for Secret {
 /// Every key in the set is compared against the presented value on every
 /// call, so the time taken does not depend on which key matched or where
 /// the first differing byte is. [`ApiKeyLayer`](crate::ApiKeyLayer) builds
-/// one of these from its configuration; use it directly to check keys that
+/// one of these from its configuration. Use it directly to check keys that
 /// arrive some other way (a WebSocket message, a job queue), or to replace
 /// the keys of a running layer through a [`KeySetHandle`].
 ///
@@ -166,9 +166,11 @@ impl KeySet {
     /// # Errors
     ///
     /// Returns an error, which names the key but never shows it, when the
-    /// name is invalid or already used, or when no client could send the
-    /// key in a header: it is empty, has leading or trailing whitespace, or
-    /// contains control characters or bytes outside visible ASCII.
+    /// name is invalid or already used, or when the key is already in the
+    /// set under another name. It also returns one when no client could
+    /// send the key in a header, because it is empty, has leading or
+    /// trailing whitespace, or contains control characters or bytes outside
+    /// visible ASCII.
     pub fn insert(
         &mut self,
         name: impl Into<String>,
